@@ -1,0 +1,8 @@
+using System.CommandLine;
+using Llama3.Cli;
+
+var root = new RootCommand("llama3: run Meta's Llama 3 models in .NET")
+{
+    TokenizeCommand.Create(),
+};
+return Cli.Run(root, args);
