@@ -17,7 +17,8 @@ internal static class Cli
         var parse = root.Parse(args);
         try
         {
-            return parse.Invoke();
+            // Our own handler below prints one line; System.CommandLine's default would print a stack trace.
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (Exception e) when (e is UsageException or ModelFormatException or FileNotFoundException or DirectoryNotFoundException
                                        or ArgumentException or JsonException or InvalidOperationException or IOException
