@@ -4,5 +4,6 @@ using Llama3.Cli;
 var root = new RootCommand("llama3: run Meta's Llama 3 models in .NET")
 {
     TokenizeCommand.Create(),
+    InfoCommand.Create(),
 };
 return Cli.Run(root, args);

@@ -38,7 +38,8 @@ public sealed record GgufValue(GgufValueType Type, object Value)
     {
         switch (Value)
         {
-            case float f: value = f; return true;
+            // A float32 as the shortest decimal that round-trips (1e-05, not 9.999999747378752E-06).
+            case float f: value = double.Parse(f.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture); return true;
             case double d: value = d; return true;
             default:
                 bool ok = TryGetInt64(out long l);
