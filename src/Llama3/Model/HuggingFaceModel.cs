@@ -160,7 +160,9 @@ internal static unsafe class HuggingFaceModel
     internal static JsonDocument ParseJson(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
+        var bytes = File.ReadAllBytes(path);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new ModelFormatException(path, "not UTF-8 text");
+        try { return JsonDocument.Parse(bytes); }
         catch (JsonException e) { throw new ModelFormatException(path, $"not valid JSON ({e.Message})", e); }
     }
 

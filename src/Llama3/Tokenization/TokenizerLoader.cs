@@ -63,7 +63,7 @@ internal static class TokenizerLoader
         if (!File.Exists(p)) return Llama3SpecialTokenNames.Llama3_1;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(p));
+            using var doc = ParseJson(p);
             return doc.RootElement.TryGetProperty("use_scaled_rope", out _) ? Llama3SpecialTokenNames.Llama3_1 : Llama3SpecialTokenNames.Llama3_0;
         }
         catch (JsonException e)
@@ -168,10 +168,8 @@ internal static class TokenizerLoader
     public static Llama3Tokenizer LoadHuggingFace(string path, string? configPath, string? generationConfigPath)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found", path);
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
-        catch (JsonException e) { throw new ModelFormatException(path, $"not valid JSON: {e.Message}", e); }
-        using (doc)
+        using var doc = ParseJson(path);
+        
         {
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
@@ -244,7 +242,9 @@ internal static class TokenizerLoader
 
     private static JsonDocument ParseJson(string path)
     {
-        try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
+        var bytes = File.ReadAllBytes(path);
+        if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new ModelFormatException(path, "not UTF-8 text");
+        try { return JsonDocument.Parse(bytes); }
         catch (JsonException e) { throw new ModelFormatException(path, $"not valid JSON: {e.Message}", e); }
     }
 

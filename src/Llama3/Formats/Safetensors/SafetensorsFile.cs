@@ -78,9 +78,11 @@ public sealed unsafe class SafetensorsFile : IDisposable
             throw new ModelFormatException(path, $"header length {headerLen} is larger than the file allows (not a safetensors file?)");
         long dataStart = 8 + (long)headerLen;
         JsonDocument doc;
+        var header = file.Span(8, (int)headerLen);
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw new ModelFormatException(path, "the header is not UTF-8 text (not a safetensors file?)");
         try
         {
-            doc = JsonDocument.Parse(new ReadOnlyMemory<byte>(file.Span(8, (int)headerLen).ToArray()), new JsonDocumentOptions { MaxDepth = 16 });
+            doc = JsonDocument.Parse(new ReadOnlyMemory<byte>(header.ToArray()), new JsonDocumentOptions { MaxDepth = 16 });
         }
         catch (JsonException e)
         {
