@@ -1,0 +1,56 @@
+using System.Numerics.Tensors;
+using Llama3.Kernels.Quant;
+
+namespace Llama3.Kernels.Simd;
+
+/// <summary>
+/// <c>y = x · Wᵀ</c> for a weight matrix in any type of the quantization table: each weight row is converted to floats
+/// once (through the table's dequantizer) and dotted with every activation row, so a prefill batch reuses it.
+/// Activations and accumulation are float32. (The performance work replaces this with quantized dot products.)
+/// </summary>
+public static unsafe class MatMul
+{
+    /// <summary>
+    /// Rows <paramref name="rowStart"/>..<paramref name="rowEnd"/> of <c>y[t, r] = dot(W[r], x[t])</c> for
+    /// <paramref name="n"/> activation rows.
+    /// </summary>
+    /// <param name="type">The weights' row in the quantization table.</param>
+    /// <param name="weights">The first byte of row 0.</param>
+    /// <param name="rowBytes">Bytes per weight row.</param>
+    /// <param name="rowStart">First output row.</param>
+    /// <param name="rowEnd">End of the output rows (exclusive).</param>
+    /// <param name="x">Activations, <paramref name="n"/> rows of <c>cols</c> floats.</param>
+    /// <param name="n">Number of activation rows.</param>
+    /// <param name="y">Outputs, <paramref name="n"/> rows of <paramref name="yStride"/> floats.</param>
+    /// <param name="yStride">Floats per output row (the weight matrix's row count).</param>
+    /// <param name="scratch">Room for one dequantized weight row (<c>cols</c> floats).</param>
+    public static void Rows(QuantType type, byte* weights, long rowBytes, int rowStart, int rowEnd,
+        ReadOnlySpan<float> x, int n, Span<float> y, int yStride, Span<float> scratch)
+    {
+        int cols = scratch.Length;
+        for (int r = rowStart; r < rowEnd; r++)
+        {
+            type.Dequantize(new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes)), scratch);
+            for (int t = 0; t < n; t++)
+                y[t * yStride + r] = TensorPrimitives.Dot(scratch, x.Slice(t * cols, cols));
+        }
+    }
+
+    /// <summary>The scalar twin of <see cref="Rows"/>: the same function with a plain loop for the dot product.</summary>
+    public static void RowsScalar(QuantType type, byte* weights, long rowBytes, int rowStart, int rowEnd,
+        ReadOnlySpan<float> x, int n, Span<float> y, int yStride, Span<float> scratch)
+    {
+        int cols = scratch.Length;
+        for (int r = rowStart; r < rowEnd; r++)
+        {
+            type.Dequantize(new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes)), scratch);
+            for (int t = 0; t < n; t++)
+            {
+                float sum = 0;
+                var xr = x.Slice(t * cols, cols);
+                for (int i = 0; i < cols; i++) sum += scratch[i] * xr[i];
+                y[t * yStride + r] = sum;
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+using System.Numerics.Tensors;
+using Llama3.Kernels.Quant;
+using Llama3.Kernels.Simd;
+
+namespace Llama3.Model;
+
+/// <summary>
+/// The Llama transformer, following Meta's <c>model.py</c> line by line: embed; per layer
+/// <c>h = x + attention(attention_norm(x))</c>, <c>out = h + feed_forward(ffn_norm(h))</c>; then <c>norm</c> and
+/// <c>output</c>. Weights stay in the files' mappings in their stored type; activations and accumulation are
+/// float32. One instance owns its working buffers, so one forward pass runs at a time per instance.
+/// </summary>
+public sealed unsafe class Transformer
+{
+    private readonly ModelFiles _files;
+    private readonly LlamaConfig _c;
+    private readonly Layer[] _layers;
+    private readonly WeightTensor _tokEmbeddings, _norm, _output;
+    private readonly float[] _normWeight;
+    private readonly bool _rotateHalf;
+    private readonly float[]? _ropeFactors;
+    private RopeTable? _rope;
+
+    // Working buffers (Meta's activations for one batch), allocated once: llama2.c's RunState.
+    private readonly int _maxBatch;
+    private readonly float[] _x, _xb, _q, _k, _v, _attnOut, _hb, _hb2;
+    private readonly int[] _batchRows;
+    private readonly float[][] _rowScratch;
+
+    private sealed class Layer
+    {
+        public required WeightTensor Wq, Wk, Wv, Wo, W1, W2, W3;
+        public required float[] AttentionNorm, FfnNorm;
+    }
+
+    /// <summary>Prepares the model for inference; <paramref name="maxBatch"/> tokens go through one pass at most.</summary>
+    public Transformer(ModelFiles files, int maxBatch = 512)
+    {
+        _files = files;
+        _c = files.Config;
+        _maxBatch = Math.Max(1, maxBatch);
+        _tokEmbeddings = files.Get("tok_embeddings.weight");
+        _norm = files.Get("norm.weight");
+        _output = _c.TiedEmbeddings ? _tokEmbeddings : files.Get("output.weight");
+        _normWeight = ToFloats(_norm);
+        _rotateHalf = files.QkLayout == QkLayout.RotateHalf;
+        if (_c.HasRopeFreqsTensor && files.Find("rope.freqs") is { } f) _ropeFactors = ToFloats(f);
+        _layers = new Layer[_c.Layers];
+        for (int i = 0; i < _c.Layers; i++)
+        {
+            string p = $"layers.{i}.";
+            _layers[i] = new Layer
+            {
+                Wq = files.Get(p + "attention.wq.weight"),
+                Wk = files.Get(p + "attention.wk.weight"),
+                Wv = files.Get(p + "attention.wv.weight"),
+                Wo = files.Get(p + "attention.wo.weight"),
+                W1 = files.Get(p + "feed_forward.w1.weight"),
+                W2 = files.Get(p + "feed_forward.w2.weight"),
+                W3 = files.Get(p + "feed_forward.w3.weight"),
+                AttentionNorm = ToFloats(files.Get(p + "attention_norm.weight")),
+                FfnNorm = ToFloats(files.Get(p + "ffn_norm.weight")),
+            };
+        }
+        int qDim = _c.Heads * _c.HeadDim, kvDim = _c.KvHeads * _c.HeadDim, b = _maxBatch;
+        _x = new float[b * _c.Dim];
+        _xb = new float[b * Math.Max(_c.Dim, qDim)];
+        _q = new float[b * qDim];
+        _k = new float[b * kvDim];
+        _v = new float[b * kvDim];
+        _attnOut = new float[b * qDim];
+        _hb = new float[b * _c.FfnDim];
+        _hb2 = new float[b * _c.FfnDim];
+        _batchRows = new int[b];
+        int maxCols = Math.Max(Math.Max(_c.Dim, qDim), _c.FfnDim);
+        _rowScratch = new float[Workers][];
+        for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[maxCols];
+    }
+
+    private static int Workers => Environment.ProcessorCount;
+
+    /// <summary>The model's configuration.</summary>
+    public LlamaConfig Config => _c;
+
+    /// <summary>Tokens one pass takes at most (longer inputs are split into passes).</summary>
+    public int MaxBatch => _maxBatch;
+
+    /// <summary>A KV cache for <paramref name="context"/> positions (not the model's maximum unless asked).</summary>
+    public KvCache CreateCache(int context) => new(_c, context);
+
+    /// <summary>Runs <paramref name="tokens"/> at positions <c>cache.Length...</c> and writes the last token's logits.</summary>
+    public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits)
+    {
+        Span<int> last = [tokens.Length - 1];
+        Forward(tokens, cache, last, logits);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> through the model at positions <c>cache.Length ...</c>, appending their keys and
+    /// values to the cache, and writes the logits of the tokens at indices <paramref name="logitRows"/> (ascending, into
+    /// <paramref name="tokens"/>) to <paramref name="logits"/> (<c>logitRows.Length × vocab</c> floats).
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, KvCache cache, ReadOnlySpan<int> logitRows, Span<float> logits)
+    {
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to run", nameof(tokens));
+        if (cache.Length + tokens.Length > cache.Context)
+            throw new InvalidOperationException($"the context is full: {cache.Length} + {tokens.Length} tokens exceed its {cache.Context} positions");
+        if (logits.Length < logitRows.Length * _c.VocabSize)
+            throw new ArgumentException($"the logits buffer holds {logits.Length} floats, {logitRows.Length * _c.VocabSize} needed", nameof(logits));
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)_c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), t, $"token {t} is outside the vocabulary of {_c.VocabSize}");
+        EnsureRope(cache.Context);
+
+        int done = 0, rowsDone = 0;
+        while (done < tokens.Length)
+        {
+            int n = Math.Min(_maxBatch, tokens.Length - done);
+            int rowStart = rowsDone;
+            while (rowsDone < logitRows.Length && logitRows[rowsDone] < done + n) rowsDone++;
+            var rows = _batchRows.AsSpan(0, rowsDone - rowStart);
+            for (int i = 0; i < rows.Length; i++) rows[i] = logitRows[rowStart + i] - done;
+            ForwardBatch(tokens.Slice(done, n), cache, rows, logits.Slice(rowStart * _c.VocabSize, rows.Length * _c.VocabSize));
+            done += n;
+        }
+    }
+
+    private void EnsureRope(int context)
+    {
+        if (_rope is { } r && r.Positions >= context) return;
+        _rope = new RopeTable(_c, context, _ropeFactors);
+    }
+
+    // One batch of n ≤ MaxBatch tokens: Meta's Transformer.forward.
+    private void ForwardBatch(ReadOnlySpan<int> tokens, KvCache cache, ReadOnlySpan<int> logitRows, Span<float> logits)
+    {
+        int n = tokens.Length, dim = _c.Dim, startPos = cache.Length;
+        var eps = (float)_c.NormEps;
+
+        // h = self.tok_embeddings(tokens)
+        var embType = QuantTable.Get(_tokEmbeddings.Type);
+        for (int t = 0; t < n; t++)
+            embType.Dequantize(_tokEmbeddings.Row(tokens[t]), _x.AsSpan(t * dim, dim));
+
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var layer = _layers[l];
+            // h = x + self.attention(self.attention_norm(x), start_pos, freqs_cis, mask)
+            for (int t = 0; t < n; t++)
+                Norm.RmsNorm(_x.AsSpan(t * dim, dim), layer.AttentionNorm, eps, _xb.AsSpan(t * dim, dim));
+            Attention(l, layer, n, startPos, cache);
+            TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
+
+            // out = h + self.feed_forward(self.ffn_norm(h))
+            for (int t = 0; t < n; t++)
+                Norm.RmsNorm(_x.AsSpan(t * dim, dim), layer.FfnNorm, eps, _xb.AsSpan(t * dim, dim));
+            FeedForward(layer, n);
+            TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
+        }
+        cache.Length = startPos + n;
+
+        // h = self.norm(h); output = self.output(h).float()   (only for the rows asked for)
+        for (int i = 0; i < logitRows.Length; i++)
+            Norm.RmsNorm(_x.AsSpan(logitRows[i] * dim, dim), _normWeight, eps, _xb.AsSpan(i * dim, dim));
+        if (logitRows.Length > 0) Linear(_output, _xb, logitRows.Length, logits);
+    }
+
+    // Meta's Attention.forward for n new tokens; the input is in _xb, the output goes back to _xb.
+    private void Attention(int l, Layer w, int n, int startPos, KvCache cache)
+    {
+        int hd = _c.HeadDim, qDim = _c.Heads * hd, kvDim = _c.KvHeads * hd, group = _c.GroupSize;
+        // xq, xk, xv = self.wq(x), self.wk(x), self.wv(x)
+        Linear(w.Wq, _xb, n, _q);
+        Linear(w.Wk, _xb, n, _k);
+        Linear(w.Wv, _xb, n, _v);
+        var rope = _rope!;
+        for (int t = 0; t < n; t++)
+        {
+            // xq, xk = apply_rotary_emb(xq, xk, freqs_cis)
+            int pos = startPos + t;
+            var q = _q.AsSpan(t * qDim, qDim);
+            var k = _k.AsSpan(t * kvDim, kvDim);
+            if (_rotateHalf)
+            {
+                Rope.ApplyHalves(q, hd, rope.Cos(pos), rope.Sin(pos));
+                Rope.ApplyHalves(k, hd, rope.Cos(pos), rope.Sin(pos));
+            }
+            else
+            {
+                Rope.ApplyInterleaved(q, hd, rope.Cos(pos), rope.Sin(pos));
+                Rope.ApplyInterleaved(k, hd, rope.Cos(pos), rope.Sin(pos));
+            }
+            // self.cache_k[:bsz, start_pos : start_pos + seqlen] = xk (and xv)
+            k.CopyTo(cache.K(l, pos));
+            _v.AsSpan(t * kvDim, kvDim).CopyTo(cache.V(l, pos));
+        }
+
+        // scores = softmax(xq · keysᵀ / sqrt(head_dim) + mask); output = scores · values. Each query head reads its
+        // KV head's keys and values in place (repeat_kv without the copy); the mask is "only positions ≤ pos".
+        float[] keys = cache.KLayer(l), values = cache.VLayer(l);
+        float scale = MathF.Sqrt(hd);
+        int total = startPos + n;
+        Parallel.For(0, n * _c.Heads, new ParallelOptions { MaxDegreeOfParallelism = Workers }, () => new float[total], (job, _, scores) =>
+        {
+            int t = job / _c.Heads, h = job % _c.Heads, pos = startPos + t, kvh = h / group;
+            var q = _q.AsSpan(t * qDim + h * hd, hd);
+            var s = scores.AsSpan(0, pos + 1);
+            for (int j = 0; j <= pos; j++)
+                s[j] = TensorPrimitives.Dot(q, keys.AsSpan(j * kvDim + kvh * hd, hd)) / scale;
+            Activations.Softmax(s);
+            var o = _attnOut.AsSpan(t * qDim + h * hd, hd);
+            o.Clear();
+            for (int j = 0; j <= pos; j++)
+                TensorPrimitives.MultiplyAdd(values.AsSpan(j * kvDim + kvh * hd, hd), s[j], o, o);
+            return scores;
+        }, _ => { });
+
+        // return self.wo(output)
+        Linear(w.Wo, _attnOut, n, _xb);
+    }
+
+    // Meta's FeedForward.forward: w2(silu(w1(x)) * w3(x)); the input is in _xb, the output goes back to _xb.
+    private void FeedForward(Layer w, int n)
+    {
+        Linear(w.W1, _xb, n, _hb);
+        Linear(w.W3, _xb, n, _hb2);
+        Activations.SiluMultiply(_hb.AsSpan(0, n * _c.FfnDim), _hb2.AsSpan(0, n * _c.FfnDim));
+        Linear(w.W2, _hb, n, _xb);
+    }
+
+    // y[t] = W · x[t] for n rows, split over the cores by output rows.
+    private void Linear(WeightTensor w, float[] x, int n, Span<float> y)
+    {
+        fixed (float* yp = y)
+        {
+            Linear(w, x, n, yp, y.Length);
+        }
+    }
+
+    private void Linear(WeightTensor w, float[] x, int n, float* y, int yLength)
+    {
+        var type = QuantTable.Get(w.Type);
+        int rows = checked((int)w.Rows), cols = checked((int)w.Columns);
+        byte* data = w.Data;
+        long rowBytes = w.RowBytes;
+        int chunks = Math.Min(Workers, Math.Max(1, rows * (long)cols * n >= 1 << 16 ? Workers : 1));
+        if (chunks == 1)
+        {
+            MatMul.Rows(type, data, rowBytes, 0, rows, x.AsSpan(0, n * cols), n, new Span<float>(y, yLength), rows, _rowScratch[0].AsSpan(0, cols));
+            return;
+        }
+        nint yAddr = (nint)y;
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = Workers }, c =>
+        {
+            int start = (int)((long)rows * c / chunks), end = (int)((long)rows * (c + 1) / chunks);
+            MatMul.Rows(type, data, rowBytes, start, end, x.AsSpan(0, n * cols), n, new Span<float>((float*)yAddr, yLength), rows,
+                _rowScratch[c].AsSpan(0, cols));
+        });
+    }
+
+    private static float[] ToFloats(WeightTensor t)
+    {
+        var f = new float[t.ElementCount];
+        QuantTable.Get(t.Type).Dequantize(t.Bytes, f);
+        return f;
+    }
+}
