@@ -120,3 +120,47 @@ public class ModelFilesTests
         }
     }
 }
+
+public class MetaCheckpointTests
+{
+    [Fact]
+    public void EveryLayoutOfMetaTinyHoldsTheSameWeights()
+    {
+        // Bitwise, after undoing Hugging Face's q/k row permutation.
+        using var meta = ModelFiles.Open(SharedData.Path("models", "meta-tiny", "meta"));
+        Assert.Equal(ModelFormat.Meta, meta.Format);
+        foreach (var layout in new[] { "meta-2shard", "hf", "hf-sharded" })
+        {
+            using var other = ModelFiles.Open(SharedData.Path("models", "meta-tiny", layout));
+            Assert.Equal(meta.Config with { EosIds = [] , ChatTemplate = null }, other.Config with { EosIds = [], ChatTemplate = null });
+            Assert.Equal(meta.Tensors.Keys.Order(), other.Tensors.Keys.Order());
+            foreach (var (name, t) in meta.Tensors)
+            {
+                var u = other.Get(name);
+                Assert.Equal(t.Shape, u.Shape);
+                bool permuted = other.QkLayout == QkLayout.RotateHalf && (name.EndsWith("wq.weight") || name.EndsWith("wk.weight"));
+                for (int r = 0; r < t.Rows; r++)
+                {
+                    int metaRow = permuted ? ModelFiles.MetaRowOfRotateHalfRow(r, meta.Config.HeadDim) : r;
+                    Assert.True(t.Row(metaRow).SequenceEqual(u.Row(r)), $"{layout} {name} row {r}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void MetaTiny32IsRecognisedAsTiedWithFactor32()
+    {
+        // Its params.json only says use_scaled_rope; output.weight is a copy of tok_embeddings (Llama 3.2 ties them).
+        using var meta = ModelFiles.Open(SharedData.Path("models", "meta-tiny-32", "meta"));
+        Assert.True(meta.Config.TiedEmbeddings);
+        Assert.Equal(RopeScaling.Llama31(32), meta.Config.RopeScaling);
+        using var hf = ModelFiles.Open(SharedData.Path("models", "meta-tiny-32", "hf"));
+        Assert.Equal(hf.Config.RopeScaling, meta.Config.RopeScaling);
+        // The untied 3.1-style model keeps factor 8, and the option overrides the rule.
+        using var untied = ModelFiles.Open(SharedData.Path("models", "meta-tiny", "meta"));
+        Assert.Equal(8, untied.Config.RopeScaling!.Factor);
+        using var forced = ModelFiles.Open(SharedData.Path("models", "meta-tiny-32", "meta"), new ModelLoadOptions { RopeFactor = 8 });
+        Assert.Equal(8, forced.Config.RopeScaling!.Factor);
+    }
+}

@@ -63,7 +63,8 @@ public class MoreParityTests(ITestOutputHelper output)
 
     public static TheoryData<string, string> MetaModels => new()
     {
-        { "meta-tiny", "hf" }, { "meta-tiny", "hf-sharded" }, { "meta-tiny-32", "hf" },
+        { "meta-tiny", "meta" }, { "meta-tiny", "meta-2shard" }, { "meta-tiny", "hf" }, { "meta-tiny", "hf-sharded" },
+        { "meta-tiny-32", "meta" }, { "meta-tiny-32", "hf" },
     };
 
     [Theory]
