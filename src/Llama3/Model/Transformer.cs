@@ -24,7 +24,8 @@ public sealed unsafe class Transformer
     // Working buffers (Meta's activations for one batch), allocated once: llama2.c's RunState.
     private readonly int _maxBatch;
     private readonly float[] _x, _xb, _q, _k, _v, _attnOut, _hb, _hb2;
-    private readonly int[] _batchRows;
+    private readonly int[] _batchRows, _tokenPos;
+    private readonly KvCache?[] _tokenCache;
     private readonly float[][] _rowScratch;
 
     private sealed class Layer
@@ -72,6 +73,8 @@ public sealed unsafe class Transformer
         _hb = new float[b * _c.FfnDim];
         _hb2 = new float[b * _c.FfnDim];
         _batchRows = new int[b];
+        _tokenPos = new int[b];
+        _tokenCache = new KvCache?[b];
         int maxCols = Math.Max(Math.Max(_c.Dim, qDim), _c.FfnDim);
         _rowScratch = new float[Workers][];
         for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[maxCols];
@@ -103,23 +106,64 @@ public sealed unsafe class Transformer
     public void Forward(ReadOnlySpan<int> tokens, KvCache cache, ReadOnlySpan<int> logitRows, Span<float> logits)
     {
         if (tokens.IsEmpty) throw new ArgumentException("no tokens to run", nameof(tokens));
-        if (cache.Length + tokens.Length > cache.Context)
-            throw new InvalidOperationException($"the context is full: {cache.Length} + {tokens.Length} tokens exceed its {cache.Context} positions");
+        CheckRoom(cache, tokens.Length);
+        Run(tokens, cache, null, logitRows, logits);
+    }
+
+    /// <summary>
+    /// One pass over several sequences at once (batched decoding): <paramref name="tokens"/>[i] goes to
+    /// <paramref name="caches"/>[i] at that cache's next position; tokens of the same sequence must appear in order.
+    /// The weights are read once for all of them. Writes the logits of the tokens at <paramref name="logitRows"/>.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, ReadOnlySpan<KvCache> caches, ReadOnlySpan<int> logitRows, Span<float> logits)
+    {
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to run", nameof(tokens));
+        if (caches.Length != tokens.Length) throw new ArgumentException("one cache per token is needed", nameof(caches));
+        foreach (var c in caches)
+        {
+            int count = 0;
+            foreach (var d in caches) if (ReferenceEquals(c, d)) count++;
+            CheckRoom(c, count);
+        }
+        Run(tokens, null, caches, logitRows, logits);
+    }
+
+    private static void CheckRoom(KvCache cache, int tokens)
+    {
+        if (cache.Length + tokens > cache.Context)
+            throw new InvalidOperationException($"the context is full: {cache.Length} + {tokens} tokens exceed its {cache.Context} positions");
+    }
+
+    private void Run(ReadOnlySpan<int> tokens, KvCache? single, ReadOnlySpan<KvCache> perToken, ReadOnlySpan<int> logitRows, Span<float> logits)
+    {
         if (logits.Length < logitRows.Length * _c.VocabSize)
             throw new ArgumentException($"the logits buffer holds {logits.Length} floats, {logitRows.Length * _c.VocabSize} needed", nameof(logits));
         foreach (int t in tokens)
             if ((uint)t >= (uint)_c.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), t, $"token {t} is outside the vocabulary of {_c.VocabSize}");
-        EnsureRope(cache.Context);
+        int maxContext = single?.Context ?? 0;
+        foreach (var c in perToken) maxContext = Math.Max(maxContext, c.Context);
+        EnsureRope(maxContext);
 
         int done = 0, rowsDone = 0;
         while (done < tokens.Length)
         {
             int n = Math.Min(_maxBatch, tokens.Length - done);
+            // Each token's cache and position: the cache's next free slot, counting earlier tokens of this pass.
+            for (int i = 0; i < n; i++)
+            {
+                var cache = single ?? perToken[done + i];
+                int earlier = 0;
+                for (int j = 0; j < i; j++) if (ReferenceEquals(_tokenCache[j], cache)) earlier++;
+                _tokenCache[i] = cache;
+                _tokenPos[i] = cache.Length + earlier;
+            }
             int rowStart = rowsDone;
             while (rowsDone < logitRows.Length && logitRows[rowsDone] < done + n) rowsDone++;
             var rows = _batchRows.AsSpan(0, rowsDone - rowStart);
             for (int i = 0; i < rows.Length; i++) rows[i] = logitRows[rowStart + i] - done;
-            ForwardBatch(tokens.Slice(done, n), cache, rows, logits.Slice(rowStart * _c.VocabSize, rows.Length * _c.VocabSize));
+            ForwardBatch(tokens.Slice(done, n), rows, logits.Slice(rowStart * _c.VocabSize, rows.Length * _c.VocabSize));
+            for (int i = 0; i < n; i++) _tokenCache[i]!.Length = Math.Max(_tokenCache[i]!.Length, _tokenPos[i] + 1);
+            Array.Clear(_tokenCache, 0, n);
             done += n;
         }
     }
@@ -130,10 +174,10 @@ public sealed unsafe class Transformer
         _rope = new RopeTable(_c, context, _ropeFactors);
     }
 
-    // One batch of n ≤ MaxBatch tokens: Meta's Transformer.forward.
-    private void ForwardBatch(ReadOnlySpan<int> tokens, KvCache cache, ReadOnlySpan<int> logitRows, Span<float> logits)
+    // One batch of n ≤ MaxBatch tokens, token i at _tokenPos[i] of _tokenCache[i]: Meta's Transformer.forward.
+    private void ForwardBatch(ReadOnlySpan<int> tokens, ReadOnlySpan<int> logitRows, Span<float> logits)
     {
-        int n = tokens.Length, dim = _c.Dim, startPos = cache.Length;
+        int n = tokens.Length, dim = _c.Dim;
         var eps = (float)_c.NormEps;
 
         // h = self.tok_embeddings(tokens)
@@ -147,7 +191,7 @@ public sealed unsafe class Transformer
             // h = x + self.attention(self.attention_norm(x), start_pos, freqs_cis, mask)
             for (int t = 0; t < n; t++)
                 Norm.RmsNorm(_x.AsSpan(t * dim, dim), layer.AttentionNorm, eps, _xb.AsSpan(t * dim, dim));
-            Attention(l, layer, n, startPos, cache);
+            Attention(l, layer, n);
             TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
 
             // out = h + self.feed_forward(self.ffn_norm(h))
@@ -156,7 +200,6 @@ public sealed unsafe class Transformer
             FeedForward(layer, n);
             TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
         }
-        cache.Length = startPos + n;
 
         // h = self.norm(h); output = self.output(h).float()   (only for the rows asked for)
         for (int i = 0; i < logitRows.Length; i++)
@@ -165,7 +208,7 @@ public sealed unsafe class Transformer
     }
 
     // Meta's Attention.forward for n new tokens; the input is in _xb, the output goes back to _xb.
-    private void Attention(int l, Layer w, int n, int startPos, KvCache cache)
+    private void Attention(int l, Layer w, int n)
     {
         int hd = _c.HeadDim, qDim = _c.Heads * hd, kvDim = _c.KvHeads * hd, group = _c.GroupSize;
         // xq, xk, xv = self.wq(x), self.wk(x), self.wv(x)
@@ -176,7 +219,8 @@ public sealed unsafe class Transformer
         for (int t = 0; t < n; t++)
         {
             // xq, xk = apply_rotary_emb(xq, xk, freqs_cis)
-            int pos = startPos + t;
+            int pos = _tokenPos[t];
+            var cache = _tokenCache[t]!;
             var q = _q.AsSpan(t * qDim, qDim);
             var k = _k.AsSpan(t * kvDim, kvDim);
             if (_rotateHalf)
@@ -196,12 +240,13 @@ public sealed unsafe class Transformer
 
         // scores = softmax(xq · keysᵀ / sqrt(head_dim) + mask); output = scores · values. Each query head reads its
         // KV head's keys and values in place (repeat_kv without the copy); the mask is "only positions ≤ pos".
-        float[] keys = cache.KLayer(l), values = cache.VLayer(l);
         float scale = MathF.Sqrt(hd);
-        int total = startPos + n;
+        int total = 0;
+        for (int t = 0; t < n; t++) total = Math.Max(total, _tokenPos[t] + 1);
         Parallel.For(0, n * _c.Heads, new ParallelOptions { MaxDegreeOfParallelism = Workers }, () => new float[total], (job, _, scores) =>
         {
-            int t = job / _c.Heads, h = job % _c.Heads, pos = startPos + t, kvh = h / group;
+            int t = job / _c.Heads, h = job % _c.Heads, pos = _tokenPos[t], kvh = h / group;
+            float[] keys = _tokenCache[t]!.KLayer(l), values = _tokenCache[t]!.VLayer(l);
             var q = _q.AsSpan(t * qDim + h * hd, hd);
             var s = scores.AsSpan(0, pos + 1);
             for (int j = 0; j <= pos; j++)

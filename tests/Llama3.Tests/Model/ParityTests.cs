@@ -29,3 +29,43 @@ public class ParityTests(ITestOutputHelper output)
         }
     }
 }
+
+public class BatchedSequencesTests
+{
+    [Fact]
+    public void SeveralSequencesInOnePassGiveEachSequencesOwnLogits()
+    {
+        using var files = ModelFiles.Open(SharedData.Path("models", "stories260K.gguf"));
+        var model = new Transformer(files);
+        int vocab = model.Config.VocabSize;
+        int[][] prompts = [[1, 403, 407, 261, 378], [1, 300, 301], [1, 42, 43, 44, 45, 46, 47]];
+
+        // Alone: each prompt, then one more token.
+        var alone = new List<float[]>();
+        foreach (var p in prompts)
+        {
+            var cache = model.CreateCache(64);
+            var l = new float[vocab];
+            model.Forward(p, cache, l);
+            model.Forward([LogitsReference.ArgMax(l)], cache, l);
+            alone.Add(l);
+        }
+
+        // Together: all prompts in one pass (prefill), then one decode step for all three in one pass.
+        var caches = prompts.Select(_ => model.CreateCache(64)).ToArray();
+        var tokens = prompts.SelectMany(p => p).ToArray();
+        var tokenCaches = prompts.SelectMany((p, i) => Enumerable.Repeat(caches[i], p.Length)).ToArray();
+        int[] lastRows = [4, 7, 14];
+        var prefill = new float[3 * vocab];
+        model.Forward(tokens, tokenCaches, lastRows, prefill);
+        var next = Enumerable.Range(0, 3).Select(i => LogitsReference.ArgMax(prefill.AsSpan(i * vocab, vocab))).ToArray();
+        var step = new float[3 * vocab];
+        model.Forward(next, caches, [0, 1, 2], step);
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(prompts[i].Length + 1, caches[i].Length);
+            for (int v = 0; v < vocab; v++)
+                Assert.Equal(alone[i][v], step[i * vocab + v], 1e-5f);
+        }
+    }
+}
