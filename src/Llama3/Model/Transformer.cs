@@ -34,9 +34,14 @@ public sealed unsafe class Transformer
         public required float[] AttentionNorm, FfnNorm;
     }
 
-    /// <summary>Prepares the model for inference; <paramref name="maxBatch"/> tokens go through one pass at most.</summary>
-    public Transformer(ModelFiles files, int maxBatch = 512)
+    /// <summary>
+    /// Prepares the model for inference; <paramref name="maxBatch"/> tokens go through one pass at most, on
+    /// <paramref name="threads"/> threads (0: one per core).
+    /// </summary>
+    public Transformer(ModelFiles files, int maxBatch = 512, int threads = 0)
     {
+        if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must not be negative");
+        Workers = threads == 0 ? Environment.ProcessorCount : threads;
         _files = files;
         _c = files.Config;
         _maxBatch = Math.Max(1, maxBatch);
@@ -80,7 +85,8 @@ public sealed unsafe class Transformer
         for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[maxCols];
     }
 
-    private static int Workers => Environment.ProcessorCount;
+    /// <summary>Threads a pass uses.</summary>
+    public int Workers { get; }
 
     /// <summary>The model's configuration.</summary>
     public LlamaConfig Config => _c;
