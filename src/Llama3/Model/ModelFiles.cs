@@ -114,6 +114,31 @@ public sealed class ModelFiles : IDisposable
         return head * headDim + 2 * i + half;
     }
 
+    /// <summary>
+    /// Reads every page of the weights once, so a cold file is loaded from disk now (with progress) rather than on
+    /// the first token; the weights stay in the mapping (page cache), not in private memory.
+    /// </summary>
+    public unsafe void Prefetch(IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+    {
+        long total = Math.Max(1, _tensors.Values.Sum(t => t.ByteSize)), done = 0, pages = 0;
+        int sink = 0;
+        foreach (var t in _tensors.Values.OrderBy(t => (nuint)t.Data))
+        {
+            for (long off = 0; off < t.ByteSize; off += 4096)
+            {
+                sink += System.Threading.Volatile.Read(ref t.Data[off]);
+                if (++pages % 4096 == 0) // every 16 MiB
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    progress?.Report((double)(done + off) / total);
+                }
+            }
+            done += t.ByteSize;
+        }
+        GC.KeepAlive(sink);
+        progress?.Report(1.0);
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {

@@ -1,0 +1,263 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Llama3.Model;
+using Llama3.Tokenization;
+
+namespace Llama3.Generation;
+
+/// <summary>
+/// Generates text with a <see cref="Transformer"/>: prefill the prompt, then sample one token per forward pass through
+/// the KV cache until an end-of-generation token, a stop string, the token limit or the end of the context (Meta's
+/// <c>Llama.generate</c>). Streams tokens and text, supports cancellation, and runs several prompts in one batch.
+/// One generation runs at a time per generator (the transformer owns one set of buffers).
+/// </summary>
+public sealed class Generator
+{
+    private readonly Transformer _model;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+
+    /// <summary>A generator over <paramref name="model"/> with <paramref name="tokenizer"/>, each sequence in a KV cache of <paramref name="context"/> positions.</summary>
+    public Generator(Transformer model, LlamaTokenizer tokenizer, int context)
+    {
+        if (context <= 0) throw new ArgumentOutOfRangeException(nameof(context), context, "the context must be positive");
+        _model = model;
+        Tokenizer = tokenizer;
+        Context = Math.Min(context, model.Config.ContextLength);
+        ChatFormat = tokenizer.GetSpecialTokenId("<|start_header_id|>") is null ? null : new ChatFormat(tokenizer);
+    }
+
+    /// <summary>The tokenizer.</summary>
+    public LlamaTokenizer Tokenizer { get; }
+
+    /// <summary>Positions per sequence.</summary>
+    public int Context { get; }
+
+    /// <summary>The Llama 3 chat format, when the vocabulary has its tokens.</summary>
+    public ChatFormat? ChatFormat { get; }
+
+    /// <summary>Streams the continuation of <paramref name="prompt"/>; the last step has the finish reason and timings.</summary>
+    public async IAsyncEnumerable<GenerationStep> StreamAsync(IReadOnlyList<int> prompt, GenerationOptions options,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        options.Validate();
+        var seq = new Sequence(this, prompt, options, 0);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (options.MaxTokens == 0)
+            {
+                yield return seq.Finish(FinishReason.Length, -1);
+                yield break;
+            }
+            var logits = new float[_model.Config.VocabSize];
+            await Task.Run(() => Prefill([seq], logits), cancellationToken).ConfigureAwait(false);
+            while (true)
+            {
+                var step = seq.Choose(logits);
+                yield return step;
+                if (step.FinishReason is not null) yield break;
+                cancellationToken.ThrowIfCancellationRequested();
+                await Task.Run(() => Decode([seq], logits), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Generates the whole continuation of <paramref name="prompt"/>.</summary>
+    public async Task<GenerationResult> GenerateAsync(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default)
+    {
+        var results = await GenerateBatchAsync([prompt], options, cancellationToken).ConfigureAwait(false);
+        return results[0];
+    }
+
+    /// <summary>
+    /// Generates continuations of several prompts together: one prefill pass for all prompts, then one decode pass per
+    /// step for every sequence still running. Sequence i samples with seed <c>Seed + i</c> when a seed is given.
+    /// </summary>
+    public async Task<IReadOnlyList<GenerationResult>> GenerateBatchAsync(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options,
+        CancellationToken cancellationToken = default)
+    {
+        options.Validate();
+        if (prompts.Count == 0) return [];
+        var seqs = prompts.Select((p, i) => new Sequence(this, p, options, i)).ToArray();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await Task.Run(() =>
+            {
+                int vocab = _model.Config.VocabSize;
+                if (options.MaxTokens == 0)
+                {
+                    foreach (var s in seqs) s.Finish(FinishReason.Length, -1);
+                    return seqs.Select(s => s.Result!).ToList();
+                }
+                var logits = new float[seqs.Length * vocab];
+                Prefill(seqs, logits);
+                var active = new List<Sequence>(seqs);
+                for (int i = 0; i < active.Count; i++) active[i].Choose(logits.AsSpan(i * vocab, vocab));
+                while (true)
+                {
+                    active.RemoveAll(s => s.Result is not null);
+                    if (active.Count == 0) break;
+                    cancellationToken.ThrowIfCancellationRequested();
+                    Decode(active.ToArray(), logits);
+                    for (int i = 0; i < active.Count; i++) active[i].Choose(logits.AsSpan(i * vocab, vocab));
+                }
+                return (IReadOnlyList<GenerationResult>)seqs.Select(s => s.Result!).ToList();
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Meta's <c>text_completion</c>: the prompt is encoded with BOS when the model's files say so; with
+    /// <paramref name="echo"/> the result's text starts with the prompt's (decoded from the prompt's ids, as Meta does).
+    /// </summary>
+    public async Task<GenerationResult> TextCompletionAsync(string prompt, GenerationOptions options, bool echo = false,
+        CancellationToken cancellationToken = default)
+    {
+        var ids = Tokenizer.EncodeToIds(prompt, addBos: Tokenizer.AddBos && Tokenizer.BosId is not null);
+        var r = await GenerateAsync(ids, options, cancellationToken).ConfigureAwait(false);
+        if (!echo) return r;
+        return r with { Text = Tokenizer.Decode(ids.Concat(r.Tokens)), };
+    }
+
+    /// <summary>Meta's <c>chat_completion</c>: the dialog in the Llama 3 chat format; the answer is the assistant's message.</summary>
+    public Task<GenerationResult> ChatCompletionAsync(IEnumerable<ChatMessage> dialog, GenerationOptions options,
+        CancellationToken cancellationToken = default)
+    {
+        var chat = ChatFormat ?? throw new InvalidOperationException($"{Tokenizer.Source}: the vocabulary has no Llama 3 chat tokens");
+        return GenerateAsync(chat.EncodeDialogPrompt(dialog), options, cancellationToken);
+    }
+
+    // All prompts in one pass; each sequence's last-token logits into its slice of logits.
+    private void Prefill(IReadOnlyList<Sequence> seqs, Span<float> logits)
+    {
+        int total = seqs.Sum(s => s.Prompt.Count);
+        var tokens = new int[total];
+        var caches = new KvCache[total];
+        var rows = new int[seqs.Count];
+        int at = 0;
+        for (int i = 0; i < seqs.Count; i++)
+        {
+            var s = seqs[i];
+            s.StartClock();
+            for (int k = 0; k < s.Prompt.Count; k++) { tokens[at] = s.Prompt[k]; caches[at] = s.Cache; at++; }
+            rows[i] = at - 1;
+        }
+        _model.Forward(tokens, caches, rows, logits);
+        foreach (var s in seqs) s.PrefillDone();
+    }
+
+    // One token per sequence in one pass.
+    private void Decode(IReadOnlyList<Sequence> seqs, Span<float> logits)
+    {
+        Span<int> tokens = stackalloc int[seqs.Count];
+        var caches = new KvCache[seqs.Count];
+        Span<int> rows = stackalloc int[seqs.Count];
+        for (int i = 0; i < seqs.Count; i++)
+        {
+            tokens[i] = seqs[i].Last;
+            caches[i] = seqs[i].Cache;
+            rows[i] = i;
+        }
+        _model.Forward(tokens, caches, rows, logits);
+    }
+
+    /// <summary>One sequence's state: its cache, sampler, decoder and stop conditions.</summary>
+    private sealed class Sequence
+    {
+        private readonly Generator _g;
+        private readonly GenerationOptions _options;
+        private readonly Sampler _sampler;
+        private readonly StreamingDecoder _decoder;
+        private readonly StopStrings _stops;
+        private readonly IReadOnlyList<int> _stopTokens;
+        private readonly List<int> _history;
+        private readonly List<int> _generated = [];
+        private readonly List<GenerationStep>? _logprobs;
+        private readonly System.Text.StringBuilder _text = new();
+        private readonly float[] _scratch;
+        private long _t0, _t1;
+
+        public Sequence(Generator g, IReadOnlyList<int> prompt, GenerationOptions options, int index)
+        {
+            if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens", nameof(prompt));
+            if (prompt.Count > g.Context) throw new PromptTooLongException(prompt.Count, g.Context);
+            foreach (int t in prompt)
+                if ((uint)t >= (uint)g._model.Config.VocabSize)
+                    throw new ArgumentOutOfRangeException(nameof(prompt), t, $"token {t} is outside the vocabulary of {g._model.Config.VocabSize}");
+            _g = g;
+            _options = options;
+            Prompt = prompt;
+            Cache = g._model.CreateCache(g.Context);
+            var sampling = options.Sampling.Seed is ulong seed ? options.Sampling with { Seed = seed + (ulong)index } : options.Sampling;
+            _sampler = new Sampler(sampling, g._model.Config.VocabSize);
+            _decoder = g.Tokenizer.CreateStreamingDecoder();
+            _stops = new StopStrings(options.StopStrings);
+            _stopTokens = options.StopTokens ?? g.Tokenizer.EndOfGenerationIds;
+            _history = new List<int>(prompt.Count + options.MaxTokens);
+            _history.AddRange(prompt);
+            _logprobs = options.Sampling.Logprobs ? [] : null;
+            _scratch = new float[g._model.Config.VocabSize];
+        }
+
+        public IReadOnlyList<int> Prompt { get; }
+        public KvCache Cache { get; }
+        public int Last { get; private set; }
+        public GenerationResult? Result { get; private set; }
+
+        public void StartClock() => _t0 = Stopwatch.GetTimestamp();
+        public void PrefillDone() => _t1 = Stopwatch.GetTimestamp();
+
+        public GenerationStep Choose(ReadOnlySpan<float> logits)
+        {
+            logits.CopyTo(_scratch);
+            int id;
+            float? logprob = null;
+            IReadOnlyList<TokenLogprob>? top = null;
+            if (_logprobs is not null)
+            {
+                var s = _sampler.SampleWithLogprobs(_scratch, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
+                id = s.Id;
+                logprob = s.Logprob;
+                top = s.TopLogprobs;
+            }
+            else id = _sampler.Sample(_scratch, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
+            Last = id;
+
+            if (_stopTokens.Contains(id))
+                return Finish(FinishReason.Stop, -1);
+            _generated.Add(id);
+            _history.Add(id);
+            string text = _stops.Push(_decoder.Append(id));
+            _text.Append(text);
+            if (_stops.Stopped) return Finish(FinishReason.Stop, id, logprob, top, text);
+            if (_generated.Count >= _options.MaxTokens || Cache.Length >= Cache.Context)
+                return Finish(FinishReason.Length, id, logprob, top, text);
+            var step = new GenerationStep(id, text, logprob, top);
+            _logprobs?.Add(step);
+            return step;
+        }
+
+        public GenerationStep Finish(FinishReason reason, int id, float? logprob = null, IReadOnlyList<TokenLogprob>? top = null, string text = "")
+        {
+            if (_t1 == 0) { _t0 = _t1 = Stopwatch.GetTimestamp(); }
+            string rest = _stops.Stopped ? "" : _stops.Push(_decoder.Flush()) + _stops.Flush();
+            _text.Append(rest);
+            double promptSeconds = Stopwatch.GetElapsedTime(_t0, _t1).TotalSeconds;
+            double genSeconds = Stopwatch.GetElapsedTime(_t1).TotalSeconds;
+            var timings = new GenerationTimings(Prompt.Count, promptSeconds, _generated.Count, genSeconds);
+            var step = new GenerationStep(id, text + rest, logprob, top, reason, timings);
+            if (id >= 0) _logprobs?.Add(step);
+            Result = new GenerationResult(Prompt, _generated.ToArray(), _text.ToString(), reason, timings, _logprobs);
+            return step;
+        }
+    }
+}
