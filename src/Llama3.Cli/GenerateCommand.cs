@@ -79,6 +79,7 @@ internal static class GenerateCommand
             else
             {
                 stdout.WriteLine();
+                stdout.Flush();
                 if (timings is not null && !Console.IsErrorRedirected)
                     Console.Error.WriteLine($"prompt: {timings.PromptTokens} tokens, {timings.PromptTokensPerSecond:F1} t/s; " +
                         $"generated: {timings.GeneratedTokens} tokens, {timings.GenerateTokensPerSecond:F1} t/s");
