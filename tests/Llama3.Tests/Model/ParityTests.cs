@@ -69,3 +69,51 @@ public class BatchedSequencesTests
         }
     }
 }
+
+/// <summary>
+/// The main llama.cpp references (8-bit activation rounding inside llama.cpp) against our float32-activation engine.
+/// reference/llamacpp/README.md measures that rounding effect: max |dlogit| between each quantized file and its
+/// dequantized twin (48 / 600 tokens). A float32 engine must land within that effect; we allow 1.25x the larger of the
+/// two measured values, so a wrong dequantizer (off by 0.15 to 2 on these models) still fails. This is the "looser
+/// bound" the README allows until the kernels reproduce llama.cpp's activation rounding (tolerance (b)).
+/// </summary>
+public class ActivationRoundingBoundTests(ITestOutputHelper output)
+{
+    public static TheoryData<string, double> Measured => new()
+    {
+        { "F16", 0.0016 }, { "BF16", 0.0108 }, { "Q8_0", 0.0428 }, { "Q4_0", 0.0455 }, { "Q4_1", 0.0519 }, { "Q5_0", 0.0457 },
+        { "Q5_1", 0.0431 }, { "Q2_K", 0.0672 }, { "Q3_K", 0.0744 }, { "Q4_K", 0.0661 }, { "Q5_K", 0.0707 }, { "Q6_K", 0.0826 },
+        // tiny-tied-Q8_0 has no twin; it is tiny-Q8_0 with the output tied to the embedding. The rounding error of the
+        // output matmul scales with its weights: token_embd is N(0,1), output.weight N(0,1/256) (models/tiny/README.md),
+        // 16x smaller, so Q8_0's measured effect applies 16x over. (Its dequantizer is checked at 1e-4 on tiny-Q8_0.)
+        { "tied-Q8_0", 0.0428 * 16 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Measured))]
+    public void MainReferenceWithinTheMeasuredRoundingEffect(string type, double effect)
+    {
+        using var files = ModelFiles.Open(SharedData.Path("models", "tiny", $"tiny-{type}.gguf"));
+        var model = new Transformer(files);
+        double bound = 1.25 * effect;
+        foreach (string suffix in new[] { "", ".long" })
+        {
+            var reference = LogitsReference.Load("reference", "llamacpp", $"tiny-{type}{suffix}.json");
+            double max = reference.MaxDifference(model, 128, bound, out string worst);
+            output.WriteLine($"tiny-{type}{suffix} vs llama.cpp (8-bit activations): max |dlogit| {max:F4} (bound {bound:F4})");
+            Assert.True(max <= bound, $"{max} > {bound}: {worst}");
+        }
+    }
+
+    [Fact]
+    public void Llama3TinyWithinLlamaCppsBf16Rounding()
+    {
+        // reference/llamacpp/README.md: llama.cpp on llama3-tiny-BF16 differs from Meta's float32 reference by 0.0126
+        // (its BF16 activation rounding); we match Meta to 2e-6, so we must sit within 1.25 x 0.0126 of llama.cpp.
+        using var files = ModelFiles.Open(SharedData.Path("models", "tiny", "llama3-tiny-BF16.gguf"));
+        var reference = LogitsReference.Load("reference", "llamacpp", "llama3-tiny-BF16.json");
+        double max = reference.MaxDifference(new Transformer(files), 64, 1.25 * 0.0126, out string worst);
+        output.WriteLine($"llama3-tiny-BF16 vs llama.cpp: max |dlogit| {max:F4}");
+        Assert.True(max <= 1.25 * 0.0126, worst);
+    }
+}
