@@ -32,7 +32,8 @@ internal static class ChatCommand
             if (tok.GetSpecialTokenId("<|start_header_id|>") is null)
                 throw new Cli.UsageException($"{files.Path}: the vocabulary has no Llama 3 chat tokens (<|start_header_id|>), so it cannot chat");
             int context = ModelLoader.Context(files, p.GetValue(ctx));
-            var generator = new Generator(new Transformer(files, threads: p.GetValue(threads)), tok, context);
+            using var transformer = new Transformer(files, threads: p.GetValue(threads));
+            var generator = new Generator(transformer, tok, context);
             var options = new GenerationOptions { MaxTokens = p.GetValue(n), Sampling = sampler };
             var dialog = new List<ChatMessage>();
             if (p.GetValue(system) is string s) dialog.Add(ChatMessage.System(s));

@@ -38,7 +38,8 @@ internal static class GenerateCommand
             int context = ModelLoader.Context(files, p.GetValue(ctx));
             if (ids.Length > context) throw new Cli.UsageException($"the prompt has {ids.Length} tokens, more than the context of {context} (use --ctx)");
 
-            var generator = new Generator(new Transformer(files, p.GetValue(batch), p.GetValue(threads)), tok, context);
+            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
+            var generator = new Generator(transformer, tok, context);
             var options = new GenerationOptions { MaxTokens = p.GetValue(n), Sampling = sampler };
             using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
             using var stdout = Cli.OpenStdout();

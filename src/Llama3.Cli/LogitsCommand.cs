@@ -40,7 +40,7 @@ internal static class LogitsCommand
             int context = ModelLoader.Context(files, p.GetValue(ctx) ?? ids.Length);
             if (ids.Length > context) throw new Cli.UsageException($"{ids.Length} tokens do not fit in a context of {context}");
 
-            var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
+            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
             var cache = transformer.CreateCache(context);
             int b = transformer.MaxBatch, k = Math.Min(p.GetValue(top), vocab);
             var logits = new float[b * vocab];

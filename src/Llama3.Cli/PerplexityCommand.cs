@@ -35,7 +35,7 @@ internal static class PerplexityCommand
             int windows = ids.Length / window;
             if (windows == 0) throw new Cli.UsageException($"{path} has {ids.Length} tokens, fewer than one window of {window}");
 
-            var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
+            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
             int vocab = files.Config.VocabSize, first = window / 2;
             var rows = Enumerable.Range(first, window - first - 1).ToArray(); // position j predicts token j + 1
             var logits = new float[rows.Length * vocab];

@@ -9,5 +9,6 @@ var root = new RootCommand("llama3: run Meta's Llama 3 models in .NET")
     PerplexityCommand.Create(),
     GenerateCommand.Create(),
     ChatCommand.Create(),
+    BenchCommand.Create(),
 };
 return Cli.Run(root, args);

@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using Llama3.Kernels.Quant;
 using Llama3.Kernels.Simd;
+using Llama3.Kernels.Threading;
 
 namespace Llama3.Model;
 
@@ -10,7 +11,7 @@ namespace Llama3.Model;
 /// <c>output</c>. Weights stay in the files' mappings in their stored type; activations and accumulation are
 /// float32. One instance owns its working buffers, so one forward pass runs at a time per instance.
 /// </summary>
-public sealed unsafe class Transformer
+public sealed unsafe class Transformer : IDisposable
 {
     private readonly ModelFiles _files;
     private readonly LlamaConfig _c;
@@ -20,6 +21,9 @@ public sealed unsafe class Transformer
     private readonly bool _rotateHalf;
     private readonly float[]? _ropeFactors;
     private RopeTable? _rope;
+    private readonly WorkerPool _pool;
+    private readonly LinearJob _linear;
+    private readonly AttentionJob _attention;
 
     // Working buffers (Meta's activations for one batch), allocated once: llama2.c's RunState.
     private readonly int _maxBatch;
@@ -42,6 +46,9 @@ public sealed unsafe class Transformer
     {
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must not be negative");
         Workers = threads == 0 ? Environment.ProcessorCount : threads;
+        _pool = new WorkerPool(Workers);
+        _linear = new LinearJob(this);
+        _attention = new AttentionJob(this);
         _files = files;
         _c = files.Config;
         _maxBatch = Math.Max(1, maxBatch);
@@ -246,24 +253,10 @@ public sealed unsafe class Transformer
 
         // scores = softmax(xq · keysᵀ / sqrt(head_dim) + mask); output = scores · values. Each query head reads its
         // KV head's keys and values in place (repeat_kv without the copy); the mask is "only positions ≤ pos".
-        float scale = MathF.Sqrt(hd);
         int total = 0;
         for (int t = 0; t < n; t++) total = Math.Max(total, _tokenPos[t] + 1);
-        Parallel.For(0, n * _c.Heads, new ParallelOptions { MaxDegreeOfParallelism = Workers }, () => new float[total], (job, _, scores) =>
-        {
-            int t = job / _c.Heads, h = job % _c.Heads, pos = _tokenPos[t], kvh = h / group;
-            float[] keys = _tokenCache[t]!.KLayer(l), values = _tokenCache[t]!.VLayer(l);
-            var q = _q.AsSpan(t * qDim + h * hd, hd);
-            var s = scores.AsSpan(0, pos + 1);
-            for (int j = 0; j <= pos; j++)
-                s[j] = TensorPrimitives.Dot(q, keys.AsSpan(j * kvDim + kvh * hd, hd)) / scale;
-            Activations.Softmax(s);
-            var o = _attnOut.AsSpan(t * qDim + h * hd, hd);
-            o.Clear();
-            for (int j = 0; j <= pos; j++)
-                TensorPrimitives.MultiplyAdd(values.AsSpan(j * kvDim + kvh * hd, hd), s[j], o, o);
-            return scores;
-        }, _ => { });
+        _attention.Prepare(l, total);
+        _pool.Run(_attention, n * _c.Heads);
 
         // return self.wo(output)
         Linear(w.Wo, _attnOut, n, _xb);
@@ -289,24 +282,88 @@ public sealed unsafe class Transformer
 
     private void Linear(WeightTensor w, float[] x, int n, float* y, int yLength)
     {
-        var type = QuantTable.Get(w.Type);
-        int rows = checked((int)w.Rows), cols = checked((int)w.Columns);
-        byte* data = w.Data;
-        long rowBytes = w.RowBytes;
-        int chunks = Math.Min(Workers, Math.Max(1, rows * (long)cols * n >= 1 << 16 ? Workers : 1));
-        if (chunks == 1)
-        {
-            MatMul.Rows(type, data, rowBytes, 0, rows, x.AsSpan(0, n * cols), n, new Span<float>(y, yLength), rows, _rowScratch[0].AsSpan(0, cols));
-            return;
-        }
-        nint yAddr = (nint)y;
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = Workers }, c =>
-        {
-            int start = (int)((long)rows * c / chunks), end = (int)((long)rows * (c + 1) / chunks);
-            MatMul.Rows(type, data, rowBytes, start, end, x.AsSpan(0, n * cols), n, new Span<float>((float*)yAddr, yLength), rows,
-                _rowScratch[c].AsSpan(0, cols));
-        });
+        int rows = checked((int)w.Rows);
+        _linear.Prepare(w, x, n, y, yLength);
+        // Chunks of at least 16 rows, a few per worker so that faster cores take more.
+        int chunks = Math.Max(1, Math.Min(rows / 16, Workers * 4));
+        _linear.Chunks = chunks;
+        _pool.Run(_linear, chunks);
     }
+
+    /// <summary>Rows of one matrix product, split into chunks.</summary>
+    private sealed class LinearJob(Transformer owner) : IParallelJob
+    {
+        private QuantType _type = null!;
+        private byte* _data;
+        private long _rowBytes;
+        private int _rows, _cols, _n, _yLength;
+        private float[] _x = [];
+        private float* _y;
+        public int Chunks;
+
+        public void Prepare(WeightTensor w, float[] x, int n, float* y, int yLength)
+        {
+            _type = QuantTable.Get(w.Type);
+            _data = w.Data;
+            _rowBytes = w.RowBytes;
+            _rows = checked((int)w.Rows);
+            _cols = checked((int)w.Columns);
+            _x = x;
+            _n = n;
+            _y = y;
+            _yLength = yLength;
+        }
+
+        public void Execute(int chunk, int worker)
+        {
+            int start = (int)((long)_rows * chunk / Chunks), end = (int)((long)_rows * (chunk + 1) / Chunks);
+            MatMul.Rows(_type, _data, _rowBytes, start, end, _x.AsSpan(0, _n * _cols), _n, new Span<float>(_y, _yLength), _rows,
+                owner._rowScratch[worker].AsSpan(0, _cols));
+        }
+    }
+
+    /// <summary>
+    /// One (token, query head) of attention: scores = q · keysᵀ / sqrt(head_dim) over the positions up to the token's,
+    /// softmax, then the weighted sum of values; each query head reads its KV head's cache in place (repeat_kv without
+    /// the copy), and "only positions ≤ pos" is the causal mask.
+    /// </summary>
+    private sealed class AttentionJob(Transformer owner) : IParallelJob
+    {
+        private int _layer;
+        private float[][] _scores = [];
+
+        public void Prepare(int layer, int positions)
+        {
+            _layer = layer;
+            if (_scores.Length != owner.Workers || _scores[0].Length < positions)
+            {
+                _scores = new float[owner.Workers][];
+                for (int w = 0; w < _scores.Length; w++) _scores[w] = new float[Math.Max(positions, 256)];
+            }
+        }
+
+        public void Execute(int job, int worker)
+        {
+            var c = owner._c;
+            int hd = c.HeadDim, qDim = c.Heads * hd, kvDim = c.KvHeads * hd;
+            int t = job / c.Heads, h = job % c.Heads, pos = owner._tokenPos[t], kvh = h / c.GroupSize;
+            var cache = owner._tokenCache[t]!;
+            float[] keys = cache.KLayer(_layer), values = cache.VLayer(_layer);
+            float scale = MathF.Sqrt(hd);
+            var q = owner._q.AsSpan(t * qDim + h * hd, hd);
+            var s = _scores[worker].AsSpan(0, pos + 1);
+            for (int j = 0; j <= pos; j++)
+                s[j] = TensorPrimitives.Dot(q, keys.AsSpan(j * kvDim + kvh * hd, hd)) / scale;
+            Activations.Softmax(s);
+            var o = owner._attnOut.AsSpan(t * qDim + h * hd, hd);
+            o.Clear();
+            for (int j = 0; j <= pos; j++)
+                TensorPrimitives.MultiplyAdd(values.AsSpan(j * kvDim + kvh * hd, hd), s[j], o, o);
+        }
+    }
+
+    /// <summary>Stops the worker threads.</summary>
+    public void Dispose() => _pool.Dispose();
 
     private static float[] ToFloats(WeightTensor t)
     {

@@ -8,11 +8,20 @@ namespace Llama3.Tests.Generation;
 public sealed class GeneratorTests : IDisposable
 {
     private readonly ModelFiles _files = ModelFiles.Open(SharedData.Path("models", "stories260K.gguf"));
+    private readonly List<Transformer> _models = [];
 
-    public void Dispose() => _files.Dispose();
+    public void Dispose()
+    {
+        foreach (var m in _models) m.Dispose();
+        _files.Dispose();
+    }
 
-    private Generator Create(int context = 512, int threads = 0) =>
-        new(new Transformer(_files, threads: threads), _files.Tokenizer!, context);
+    private Generator Create(int context = 512, int threads = 0)
+    {
+        var model = new Transformer(_files, threads: threads);
+        _models.Add(model);
+        return new(model, _files.Tokenizer!, context);
+    }
 
     private static readonly GenerationOptions Greedy = new() { Sampling = SamplerOptions.Greedy, MaxTokens = 64 };
 
@@ -146,7 +155,8 @@ public sealed class GeneratorTests : IDisposable
     public async Task ChatCompletionOnALlama3Vocabulary()
     {
         using var files = ModelFiles.Open(SharedData.Path("models", "tiny", "llama3-tiny-BF16.gguf"));
-        var g = new Generator(new Transformer(files), files.Tokenizer!, 256);
+        using var model = new Transformer(files);
+        var g = new Generator(model, files.Tokenizer!, 256);
         var r = await g.ChatCompletionAsync([ChatMessage.System("You are helpful."), ChatMessage.User("Hello!")], Greedy with { MaxTokens = 8 });
         Assert.Equal(21, r.PromptTokens.Count); // reference/llamacpp/llama3-chat-prompt.json
         Assert.Equal(8, r.Tokens.Count);

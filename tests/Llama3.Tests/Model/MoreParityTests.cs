@@ -33,7 +33,7 @@ public class MoreParityTests(ITestOutputHelper output)
     public void Stories260KGreedyOutputAndTraceMatchLlamaCpp(string name, int steps)
     {
         using var files = ModelFiles.Open(SharedData.Path("models", "stories260K.gguf"));
-        var model = new Transformer(files);
+        using var model = new Transformer(files);
         var reference = LogitsReference.Load("reference", "stories260K", $"{name}.json");
         Assert.Equal(steps, reference.GreedyTokens!.Length);
         var (tokens, logits) = Greedy(model, reference.GreedyPrompt!, steps, 512);
@@ -86,7 +86,7 @@ public class MoreParityTests(ITestOutputHelper output)
 
     internal static void CheckMeta(ModelFiles files, string model, ITestOutputHelper output)
     {
-        var transformer = new Transformer(files);
+        using var transformer = new Transformer(files);
         var shortRef = LogitsReference.Load("reference", "meta", $"{model}.short.json");
         foreach (int batch in new[] { 512, 1 })
         {

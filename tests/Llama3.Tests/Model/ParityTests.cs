@@ -18,7 +18,7 @@ public class ParityTests(ITestOutputHelper output)
         // Float32 activations: compare with llama.cpp on the all-F32 twin of the dequantized weights (tolerance (a) of
         // reference/llamacpp/README.md: 1e-4). F32 has no twin: its own file is the reference.
         using var files = ModelFiles.Open(SharedData.Path("models", "tiny", $"tiny-{type}.gguf"));
-        var model = new Transformer(files);
+        using var model = new Transformer(files);
         string dir = type == "F32" ? "" : "dequant";
         foreach (string suffix in new[] { "", ".long" })
         {
@@ -36,7 +36,7 @@ public class BatchedSequencesTests
     public void SeveralSequencesInOnePassGiveEachSequencesOwnLogits()
     {
         using var files = ModelFiles.Open(SharedData.Path("models", "stories260K.gguf"));
-        var model = new Transformer(files);
+        using var model = new Transformer(files);
         int vocab = model.Config.VocabSize;
         int[][] prompts = [[1, 403, 407, 261, 378], [1, 300, 301], [1, 42, 43, 44, 45, 46, 47]];
 
@@ -94,7 +94,7 @@ public class ActivationRoundingBoundTests(ITestOutputHelper output)
     public void MainReferenceWithinTheMeasuredRoundingEffect(string type, double effect)
     {
         using var files = ModelFiles.Open(SharedData.Path("models", "tiny", $"tiny-{type}.gguf"));
-        var model = new Transformer(files);
+        using var model = new Transformer(files);
         double bound = 1.25 * effect;
         foreach (string suffix in new[] { "", ".long" })
         {
@@ -112,7 +112,8 @@ public class ActivationRoundingBoundTests(ITestOutputHelper output)
         // (its BF16 activation rounding); we match Meta to 2e-6, so we must sit within 1.25 x 0.0126 of llama.cpp.
         using var files = ModelFiles.Open(SharedData.Path("models", "tiny", "llama3-tiny-BF16.gguf"));
         var reference = LogitsReference.Load("reference", "llamacpp", "llama3-tiny-BF16.json");
-        double max = reference.MaxDifference(new Transformer(files), 64, 1.25 * 0.0126, out string worst);
+        using var model = new Transformer(files);
+        double max = reference.MaxDifference(model, 64, 1.25 * 0.0126, out string worst);
         output.WriteLine($"llama3-tiny-BF16 vs llama.cpp: max |dlogit| {max:F4}");
         Assert.True(max <= 1.25 * 0.0126, worst);
     }
