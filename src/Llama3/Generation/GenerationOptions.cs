@@ -35,7 +35,7 @@ public enum FinishReason
 }
 
 /// <summary>How long the two phases took.</summary>
-/// <param name="PromptTokens">Tokens of the prompt evaluated.</param>
+/// <param name="PromptTokens">Tokens of the prompt evaluated (a prefix already in the cache from the previous call is not).</param>
 /// <param name="PromptSeconds">Time to evaluate them (prefill).</param>
 /// <param name="GeneratedTokens">Tokens generated.</param>
 /// <param name="GenerateSeconds">Time to generate them (decode, sampling included).</param>

@@ -36,12 +36,17 @@ public sealed class Generator
     public ChatFormat? ChatFormat { get; }
 
     /// <summary>Streams the continuation of <paramref name="prompt"/>; the last step has the finish reason and timings.</summary>
-    public async IAsyncEnumerable<GenerationStep> StreamAsync(IReadOnlyList<int> prompt, GenerationOptions options,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public IAsyncEnumerable<GenerationStep> StreamAsync(IReadOnlyList<int> prompt, GenerationOptions options,
+        CancellationToken cancellationToken = default) => StreamCore(prompt, options, null, cancellationToken);
+
+    private async IAsyncEnumerable<GenerationStep> StreamCore(IReadOnlyList<int> prompt, GenerationOptions options,
+        StrongBox<GenerationResult?>? result, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         options.Validate();
-        var seq = new Sequence(this, prompt, options, 0);
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        Sequence seq;
+        try { seq = new Sequence(this, prompt, options, 0, ReuseCache(prompt)); }
+        catch { _gate.Release(); throw; }
         try
         {
             if (options.MaxTokens == 0)
@@ -62,6 +67,8 @@ public sealed class Generator
         }
         finally
         {
+            _cachedTokens = seq.CachedTokens();
+            if (result is not null) result.Value = seq.Result;
             _gate.Release();
         }
     }
@@ -69,8 +76,24 @@ public sealed class Generator
     /// <summary>Generates the whole continuation of <paramref name="prompt"/>.</summary>
     public async Task<GenerationResult> GenerateAsync(IReadOnlyList<int> prompt, GenerationOptions options, CancellationToken cancellationToken = default)
     {
-        var results = await GenerateBatchAsync([prompt], options, cancellationToken).ConfigureAwait(false);
-        return results[0];
+        var result = new StrongBox<GenerationResult?>();
+        await foreach (var _ in StreamCore(prompt, options, result, cancellationToken).ConfigureAwait(false)) { }
+        return result.Value!;
+    }
+
+    // The single-sequence cache and the tokens it holds: a prompt that starts with them (the next turn of a chat)
+    // only evaluates what is new, as llama.cpp's prompt cache does.
+    private KvCache? _cache;
+    private int[] _cachedTokens = [];
+
+    private (KvCache Cache, int Reused) ReuseCache(IReadOnlyList<int> prompt)
+    {
+        _cache ??= _model.CreateCache(Context);
+        int common = 0;
+        int limit = Math.Min(Math.Min(_cachedTokens.Length, prompt.Count - 1), _cache.Length); // the last prompt token is always run, for its logits
+        while (common < limit && _cachedTokens[common] == prompt[common]) common++;
+        _cache.Truncate(common);
+        return (_cache, common);
     }
 
     /// <summary>
@@ -82,7 +105,7 @@ public sealed class Generator
     {
         options.Validate();
         if (prompts.Count == 0) return [];
-        var seqs = prompts.Select((p, i) => new Sequence(this, p, options, i)).ToArray();
+        var seqs = prompts.Select((p, i) => new Sequence(this, p, options, i, null)).ToArray();
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -139,7 +162,7 @@ public sealed class Generator
     // All prompts in one pass; each sequence's last-token logits into its slice of logits.
     private void Prefill(IReadOnlyList<Sequence> seqs, Span<float> logits)
     {
-        int total = seqs.Sum(s => s.Prompt.Count);
+        int total = seqs.Sum(s => s.Prompt.Count - s.Reused);
         var tokens = new int[total];
         var caches = new KvCache[total];
         var rows = new int[seqs.Count];
@@ -148,7 +171,7 @@ public sealed class Generator
         {
             var s = seqs[i];
             s.StartClock();
-            for (int k = 0; k < s.Prompt.Count; k++) { tokens[at] = s.Prompt[k]; caches[at] = s.Cache; at++; }
+            for (int k = s.Reused; k < s.Prompt.Count; k++) { tokens[at] = s.Prompt[k]; caches[at] = s.Cache; at++; }
             rows[i] = at - 1;
         }
         _model.Forward(tokens, caches, rows, logits);
@@ -186,7 +209,7 @@ public sealed class Generator
         private readonly float[] _scratch;
         private long _t0, _t1;
 
-        public Sequence(Generator g, IReadOnlyList<int> prompt, GenerationOptions options, int index)
+        public Sequence(Generator g, IReadOnlyList<int> prompt, GenerationOptions options, int index, (KvCache Cache, int Reused)? reuse)
         {
             if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens", nameof(prompt));
             if (prompt.Count > g.Context) throw new PromptTooLongException(prompt.Count, g.Context);
@@ -196,7 +219,8 @@ public sealed class Generator
             _g = g;
             _options = options;
             Prompt = prompt;
-            Cache = g._model.CreateCache(g.Context);
+            Cache = reuse?.Cache ?? g._model.CreateCache(g.Context);
+            Reused = reuse?.Reused ?? 0;
             var sampling = options.Sampling.Seed is ulong seed ? options.Sampling with { Seed = seed + (ulong)index } : options.Sampling;
             _sampler = new Sampler(sampling, g._model.Config.VocabSize);
             _decoder = g.Tokenizer.CreateStreamingDecoder();
@@ -210,6 +234,10 @@ public sealed class Generator
 
         public IReadOnlyList<int> Prompt { get; }
         public KvCache Cache { get; }
+        public int Reused { get; }
+
+        /// <summary>The tokens whose keys and values are in the cache now.</summary>
+        public int[] CachedTokens() => Prompt.Concat(_generated).Take(Cache.Length).ToArray();
         public int Last { get; private set; }
         public GenerationResult? Result { get; private set; }
 
@@ -253,7 +281,7 @@ public sealed class Generator
             _text.Append(rest);
             double promptSeconds = Stopwatch.GetElapsedTime(_t0, _t1).TotalSeconds;
             double genSeconds = Stopwatch.GetElapsedTime(_t1).TotalSeconds;
-            var timings = new GenerationTimings(Prompt.Count, promptSeconds, _generated.Count, genSeconds);
+            var timings = new GenerationTimings(Prompt.Count - Reused, promptSeconds, _generated.Count, genSeconds);
             var step = new GenerationStep(id, text + rest, logprob, top, reason, timings);
             if (id >= 0) _logprobs?.Add(step);
             Result = new GenerationResult(Prompt, _generated.ToArray(), _text.ToString(), reason, timings, _logprobs);

@@ -144,6 +144,26 @@ public sealed class GeneratorTests : IDisposable
     }
 
     [Fact]
+    public async Task ANextTurnReusesTheCachedPrefixAndGivesTheSameTokens()
+    {
+        var g = Create();
+        int[] first = [1, 403, 407, 261, 378];
+        var r1 = await g.GenerateAsync(first, Greedy with { MaxTokens = 10 });
+        // The next prompt continues the conversation: the old prompt, the answer, and new tokens.
+        var second = first.Concat(r1.Tokens).Concat([300, 301]).ToArray();
+        var r2 = await g.GenerateAsync(second, Greedy with { MaxTokens = 10 });
+        // Only what is not cached is evaluated: the answer's last token (sampled, never run) and the two new ones.
+        Assert.Equal(3, r2.Timings.PromptTokens);
+        var fresh = await Create().GenerateAsync(second, Greedy with { MaxTokens = 10 });
+        Assert.Equal(fresh.Tokens, r2.Tokens);
+        Assert.Equal(second.Length, fresh.Timings.PromptTokens);
+        // A different prompt shares only BOS: the cache is cut back and the result is still right.
+        var r3 = await g.GenerateAsync([1, 42, 43], Greedy with { MaxTokens = 10 });
+        Assert.Equal((await Create().GenerateAsync([1, 42, 43], Greedy with { MaxTokens = 10 })).Tokens, r3.Tokens);
+        Assert.Equal(2, r3.Timings.PromptTokens);
+    }
+
+    [Fact]
     public async Task EchoReturnsThePromptTextToo()
     {
         var r = await Create().TextCompletionAsync("Once upon a time", Greedy with { MaxTokens = 3 }, echo: true);
