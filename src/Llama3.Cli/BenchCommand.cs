@@ -5,7 +5,6 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Llama3.Model;
 
@@ -17,16 +16,20 @@ namespace Llama3.Cli;
 /// weights.
 /// </summary>
 /// <remarks>
-/// As llama-bench: one untimed warm-up (the whole prompt and one decode step), then <c>-r</c> repetitions, each from
-/// an empty KV cache; prompt tokens are random ids (after BOS when the model adds one) from a fixed seed; speeds are
-/// the mean and sample standard deviation of the per-repetition tokens per second. Unlike llama-bench's separate
-/// <c>tg</c> test, decode here continues after the prompt in the same cache (llama-bench's <c>tg N @ d P</c>).
+/// As llama-bench: an untimed warm-up (the whole prompt and one decode step; here repeated for at least a second, so
+/// the JIT's optimized code is in place), then <c>-r</c> repetitions, each from an empty KV cache; prompt tokens are
+/// random ids (after BOS when the model adds one) from a fixed seed; speeds are the mean and sample standard deviation
+/// of the per-repetition tokens per second. Unlike llama-bench's separate <c>tg</c> test, decode here continues after
+/// the prompt in the same cache (llama-bench's <c>tg N @ d P</c>).
 /// </remarks>
 internal static class BenchCommand
 {
     private const int PromptSeed = 1234;
 
-    /// <summary>The probe reads 1 GiB: past every CPU's last-level cache, so the figure is the machine's DRAM bandwidth.</summary>
+    /// <summary>
+    /// The probe reads 1 GiB: many times any usual last-level cache (tens of MiB; only AMD's 3D V-Cache EPYCs come near
+    /// it, summed over all their dies), so the figure is the machine's main-memory bandwidth, whatever the model.
+    /// </summary>
     private const long ProbeBytes = 1L << 30;
 
     private const int ProbeRuns = 5;
@@ -40,7 +43,7 @@ internal static class BenchCommand
         var prompt = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens in one forward pass (0: no prompt test)", DefaultValueFactory = _ => 512 };
         var gen = new Option<int>("--n-gen", "-n") { Description = "Tokens decoded one at a time after the prompt (0: no decode test)", DefaultValueFactory = _ => 128 };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (0: one per core)" };
-        var reps = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions after one warm-up", DefaultValueFactory = _ => 3 };
+        var reps = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions, after an untimed warm-up", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var cmd = new Command("bench", "Measure prompt and decode speed, load time, peak memory and memory bandwidth")
         {
@@ -70,15 +73,19 @@ internal static class BenchCommand
             // Warm-up, as llama-bench's (the prompt and one decode step), repeated for a second so that .NET's tiered
             // JIT has replaced the first, unoptimized code of a small model's short passes before anything is timed.
             var warm = Stopwatch.StartNew();
-            do run.Once(Math.Min(nGen, 1), out _, out _);
-            while (warm.Elapsed.TotalSeconds < WarmupSeconds);
+            if (nPrompt + nGen > 0)
+            {
+                do run.Once(Math.Min(nGen, 1), out _, out _);
+                while (warm.Elapsed.TotalSeconds < WarmupSeconds);
+            }
             var pp = new List<double>();
             var tg = new List<double>();
             for (int r = 0; r < nReps; r++)
             {
                 run.Once(nGen, out double ppSeconds, out double tgSeconds);
-                if (nPrompt > 0) pp.Add(nPrompt / ppSeconds);
-                if (nGen > 0) tg.Add(nGen / tgSeconds);
+                // (A floor of a nanosecond keeps a pass below the timer's resolution finite, so the JSON stays valid.)
+                if (nPrompt > 0) pp.Add(nPrompt / Math.Max(ppSeconds, 1e-9));
+                if (nGen > 0) tg.Add(nGen / Math.Max(tgSeconds, 1e-9));
             }
 
             // Memory before the probe allocates its buffer, so the figures are the model's run alone.
@@ -266,9 +273,9 @@ internal static class BenchCommand
     /// </summary>
     /// <remarks>
     /// The buffer is anonymous memory of a fixed size rather than the model's weights, so the figure is a property of
-    /// the machine, the same for every model and comparable with other tools; each thread writes its slice first so
-    /// the pages are faulted in (and, on NUMA machines, placed near it) before timing. For a model whose weights fit
-    /// in the caches decode is not bound by this figure, and the floor beside it means little.
+    /// the machine, the same for every model and comparable with other tools (STREAM-like), and reading it measures
+    /// neither page faults nor the file's readahead; its pages are faulted in before timing. For a model whose
+    /// weights fit in the caches decode is not bound by this figure, and the floor beside it means little.
     /// </remarks>
     internal static class BandwidthProbe
     {
@@ -300,7 +307,7 @@ internal static class BenchCommand
                         for (int r = 0; r <= runs; r++)
                         {
                             barrier.SignalAndWait();
-                            if (r == 0) array.AsSpan(start, slice).Fill(1); // faults the pages in, near this thread
+                            if (r == 0) FaultIn(array.AsSpan(start, slice));
                             else sums[index] += Sum(array.AsSpan(start, slice));
                             barrier.SignalAndWait();
                         }
@@ -324,6 +331,15 @@ internal static class BenchCommand
             {
                 handle.Free();
             }
+        }
+
+        // Writes every page once, from the thread that will read it (so it is placed near it on NUMA machines), and
+        // gives each page different bytes so that no page-merging (KSM, a hypervisor's) can fold them into one.
+        private static void FaultIn(Span<byte> slice)
+        {
+            slice.Fill(1);
+            for (int page = 0; page < slice.Length / Unit; page++)
+                MemoryMarshal.Write(slice[(page * Unit)..], (long)page);
         }
 
         // Sums 64-bit lanes with four independent accumulators so several loads are in flight; the length is a
@@ -356,15 +372,27 @@ internal static class BenchCommand
                 }
                 return Vector256.Sum(a + b + c + d);
             }
-            Vector128<ulong> x = default, y = default, z = default, u = default;
-            for (nuint i = 0; i < n; i += 8)
+            if (Vector128.IsHardwareAccelerated)
             {
-                x += Vector128.LoadUnsafe(ref p, i);
-                y += Vector128.LoadUnsafe(ref p, i + 2);
-                z += Vector128.LoadUnsafe(ref p, i + 4);
-                u += Vector128.LoadUnsafe(ref p, i + 6);
+                Vector128<ulong> a = default, b = default, c = default, d = default;
+                for (nuint i = 0; i < n; i += 8)
+                {
+                    a += Vector128.LoadUnsafe(ref p, i);
+                    b += Vector128.LoadUnsafe(ref p, i + 2);
+                    c += Vector128.LoadUnsafe(ref p, i + 4);
+                    d += Vector128.LoadUnsafe(ref p, i + 6);
+                }
+                return Vector128.Sum(a + b + c + d);
             }
-            return Vector128.Sum(x + y + z + u);
+            ulong s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (nuint i = 0; i < n; i += 4)
+            {
+                s0 += Unsafe.Add(ref p, i);
+                s1 += Unsafe.Add(ref p, i + 1);
+                s2 += Unsafe.Add(ref p, i + 2);
+                s3 += Unsafe.Add(ref p, i + 3);
+            }
+            return s0 + s1 + s2 + s3;
         }
     }
 }
