@@ -25,7 +25,9 @@ namespace Llama3.Generation;
 /// every token where <c>probs_sum - probs_sort &gt; p</c>. In exact arithmetic that keeps the shortest prefix whose mass
 /// exceeds p (a token whose preceding mass equals p stays), and always the most likely token. We compute the mask in
 /// float32 as PyTorch does on the CPU (the cumulative sum accumulated in double and stored as float, the subtraction and
-/// comparison in float), so a tie rounds as it does there. Skipped when p is 1, where it keeps everything.</description></item>
+/// comparison in float), so a tie rounds as it does there. The first masked token ends the kept prefix (Meta masks token
+/// by token; after a masked one, float rounding could unmask a later one only if the token between had a probability
+/// below about 1e-7). Skipped when p is 1, where it keeps everything.</description></item>
 /// <item><description>Min-p: drop tokens whose probability is below <see cref="SamplerOptions.MinP"/> times the
 /// largest (llama.cpp's min-p, here on the tempered distribution).</description></item>
 /// <item><description>Draw: one uniform double from xoshiro256** (<see cref="SamplerRandom"/>) per call, against the
@@ -35,12 +37,12 @@ namespace Llama3.Generation;
 /// plain IEEE float arithmetic, its vector form bit-identical lane by lane) and every sum runs in an order our code
 /// fixes, never one that depends on the vector width or a C library; so given the same logits and seed every machine
 /// draws the same tokens.</para>
-/// <para>Cost: O(V) for penalties, max and softmax. Top-k and top-p never sort the vocabulary: top-k gathers the tokens
-/// of the first buckets of a histogram of distances below the maximum that hold k tokens, selects k of them and sorts
-/// those (O(V + k log k)); top-p gathers the tokens above the largest power-of-two weight threshold whose mass exceeds
-/// p (a histogram of the weights' exponents tells it), then selects and sorts growing chunks
-/// of them, most likely first, until Meta's mask stops (O(V + kept log kept) when the buckets are not crowded; a flat
-/// distribution that keeps most of the vocabulary costs a sort of what it keeps, as Meta's full sort would).</para>
+/// <para>Cost: O(V) for penalties, max and softmax. Top-k and top-p never sort the vocabulary. Top-k gathers the first
+/// buckets of a histogram of distances below the maximum that hold k tokens, selects k of them and sorts those
+/// (O(V + k log k)). Top-p gathers the tokens above the largest power-of-two weight whose mass exceeds p (a histogram of
+/// the weights' exponents tells it), then selects and sorts growing chunks of them, most likely first, until Meta's mask
+/// stops: O(V + kept log kept) when the kept tokens are not crowded by near-equal ones; a flat distribution that keeps
+/// most of the vocabulary costs a sort of what it keeps, as Meta's full sort would.</para>
 /// </remarks>
 public sealed class Sampler
 {
@@ -358,7 +360,7 @@ public sealed class Sampler
 
     /// <summary>
     /// Top-p over every id without sorting the vocabulary. A histogram of the weights' mass by binary exponent (weight in
-    /// [2^-b, 2^-b+1) for bucket b; 0 in the last) tells the smallest threshold 2^-b whose tokens hold more than p of the
+    /// [2^-b, 2^-b+1) for bucket b; 0 in the last) tells the largest threshold 2^-b whose tokens hold more than p of the
     /// mass by <see cref="TopPMargin"/>. Those tokens come first in Meta's order and every later one is masked (the mass
     /// before it is at least theirs), so only they are gathered and ordered. Returns the kept count; <see cref="_keys"/>
     /// starts with them, sorted.

@@ -314,7 +314,7 @@ public class SamplerTests
         // The counts do not leak into the next call.
         var again = new float[6];
         s.Sample(again, [4]);
-        Assert.Equal([0f, 0f, 0f, 0f, -0.75f, 0f], again);
+        Assert.Equal(window == 0 ? new float[6] : [0f, 0f, 0f, 0f, -0.75f, 0f], again);
     }
 
     [Fact]
@@ -440,23 +440,23 @@ public class SamplerTests
     }
 
     [Fact]
-    public void ChiSquareOverLlamasVocabularyThroughTheHistogramPath()
+    public void ChiSquareThroughTheHistogramPathOfTopP()
     {
-        // Eight likely tokens scattered over the vocabulary above a bulk that holds about 4e-4 of the mass; top-p 0.99
-        // takes the histogram path and keeps exactly the eight.
+        // Eight likely tokens scattered over a vocabulary of 16384 above a bulk that holds about 5e-5 of the mass; top-p
+        // 0.99 over every id takes the histogram path and keeps exactly the eight.
+        const int Vocab = 16384;
         var rng = new Random(8);
-        var logits = RandomLogits(rng, LlamaVocab, 1).Select(x => x - 20f).ToArray();
-        int[] ids = [5, 70000, 128255, 1234, 99999, 42, 64000, 3];
+        var logits = RandomLogits(rng, Vocab, 1).Select(x => x - 20f).ToArray();
+        int[] ids = [5, 7000, 16383, 1234, 9999, 42, 6400, 3];
         double[] probs = [0.3, 0.2, 0.15, 0.12, 0.1, 0.08, 0.03, 0.02];
         for (int i = 0; i < ids.Length; i++) logits[ids[i]] = (float)Math.Log(probs[i]);
         var o = new SamplerOptions { Temperature = 1, TopP = 0.99f, Seed = 11 };
-        var kept = Kept(new Sampler(o, LlamaVocab), logits, [], out _);
-        Assert.Equal(ids, kept);
+        Assert.Equal(ids, Kept(new Sampler(o, Vocab), logits, [], out _));
 
-        var s = new Sampler(o, LlamaVocab);
+        var s = new Sampler(o, Vocab);
         const int N = 5_000;
         var counts = new int[ids.Length];
-        var scratch = new float[LlamaVocab];
+        var scratch = new float[Vocab];
         for (int t = 0; t < N; t++)
         {
             logits.CopyTo(scratch, 0);
@@ -711,18 +711,22 @@ public class SamplerTests
         foreach (var source in new[] { peaked, flat })
         {
             var s = new Sampler(o, LlamaVocab);
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < 5; i++)
             {
                 source.CopyTo(scratch, 0);
                 s.Sample(scratch, history);
             }
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 10; i++)
+            // Each call measured alone: an allocation of ours shows in every call, while the runtime's own one-off work on
+            // this thread (tiered compilation reaching a method's call count, first use of a generic) shows in one.
+            var bytes = new long[20];
+            for (int i = 0; i < bytes.Length; i++)
             {
                 source.CopyTo(scratch, 0);
+                long before = GC.GetAllocatedBytesForCurrentThread();
                 s.Sample(scratch, history);
+                bytes[i] = GC.GetAllocatedBytesForCurrentThread() - before;
             }
-            Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.True(bytes.Count(b => b == 0) >= bytes.Length - 2, $"{o}: bytes allocated per call {string.Join(", ", bytes)}");
         }
     }
 }
