@@ -1,3 +1,5 @@
+using Llama3.Kernels.Simd;
+
 namespace Llama3.Kernels.Quant;
 
 /// <summary>
@@ -46,16 +48,70 @@ public enum GgmlType : uint
 /// <param name="output">Room for <c>BlockSize</c> floats per block.</param>
 public delegate void DequantizeRow(ReadOnlySpan<byte> blocks, Span<float> output);
 
+/// <summary>
+/// Converts an activation row to the type a weight type's dot product takes (ggml-cpu's <c>from_float</c> of the
+/// <c>vec_dot_type</c>): <paramref name="x"/> must be a whole number of that type's blocks, which are written to the
+/// start of <paramref name="destination"/> (<see cref="QuantType.ActivationRowBytes"/> bytes; it may be longer).
+/// </summary>
+public delegate void QuantizeActivationRow(ReadOnlySpan<float> x, Span<byte> destination);
+
+/// <summary>
+/// The dot product of one weight row with one activation row already converted to the weight type's
+/// <see cref="QuantType.VecDotType"/> (ggml-cpu's <c>vec_dot</c>): <paramref name="n"/> values, a whole number of
+/// blocks; either row may be longer than its <paramref name="n"/> values' bytes. Throws <see cref="ArgumentException"/>
+/// when <paramref name="n"/> is not a whole number of blocks or a row is too short.
+/// </summary>
+public delegate float DotRow(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n);
+
 /// <summary>One row of the quantization table: how a weight type is laid out and how it is read.</summary>
 /// <param name="Type">The ggml type number.</param>
 /// <param name="Name">The name ggml gives the type (as in GGUF tools' output).</param>
 /// <param name="BlockSize">Weights per block.</param>
 /// <param name="BytesPerBlock">Bytes one block occupies.</param>
 /// <param name="Dequantize">The scalar reference conversion of whole blocks to floats (as ggml's <c>dequantize_row_*</c>).</param>
+/// <remarks>
+/// The dot-product columns follow ggml-cpu's <c>type_traits_cpu</c>: a matrix product first converts each activation
+/// row with <see cref="QuantizeActivations"/> (once per row, for all weight rows), then calls <see cref="Dot"/> per
+/// weight row; that reproduces llama.cpp's CPU arithmetic, including its rounding of the activations to 8 bits or
+/// 16-bit floats.
+/// </remarks>
 public sealed record QuantType(GgmlType Type, string Name, int BlockSize, int BytesPerBlock, DequantizeRow Dequantize)
 {
     /// <summary>Bytes taken by a row of <paramref name="elements"/> weights; the count must be a whole number of blocks.</summary>
     public long RowBytes(long elements) => elements / BlockSize * BytesPerBlock;
+
+    /// <summary>
+    /// The type activations are converted to before a dot product with this type (ggml-cpu's <c>vec_dot_type</c>):
+    /// F32, F16, BF16 take themselves; Q8_0, Q4_0, Q5_0 take Q8_0; Q4_1, Q5_1 take Q8_1; the K-quants take Q8_K.
+    /// </summary>
+    public GgmlType VecDotType { get; init; }
+
+    /// <summary>Converts an activation row to <see cref="VecDotType"/> (vectorized; the same bytes as <see cref="QuantizeActivationsScalar"/>).</summary>
+    public QuantizeActivationRow QuantizeActivations { get; init; } = NoQuantizer;
+
+    /// <summary>The scalar twin of <see cref="QuantizeActivations"/>.</summary>
+    public QuantizeActivationRow QuantizeActivationsScalar { get; init; } = NoQuantizer;
+
+    /// <summary>A weight row of this type dotted with an activation row of <see cref="VecDotType"/> (vectorized).</summary>
+    public DotRow Dot { get; init; } = NoDot;
+
+    /// <summary>
+    /// The scalar twin of <see cref="Dot"/>, after ggml's <c>ggml_vec_dot_*_generic</c>: the same integer parts, float
+    /// terms added in block order (K-quants: the same bits as <see cref="Dot"/>).
+    /// </summary>
+    public DotRow DotScalar { get; init; } = NoDot;
+
+    /// <summary>
+    /// Bytes an activation row of <paramref name="elements"/> values takes once converted to <see cref="VecDotType"/>;
+    /// the count must be a whole number of that type's blocks.
+    /// </summary>
+    public long ActivationRowBytes(long elements) => QuantTable.Get(VecDotType).RowBytes(elements);
+
+    private static void NoQuantizer(ReadOnlySpan<float> x, Span<byte> destination) =>
+        throw new NotSupportedException("this table row has no activation quantizer");
+
+    private static float NoDot(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n) =>
+        throw new NotSupportedException("this table row has no dot product");
 }
 
 /// <summary>
@@ -66,22 +122,44 @@ public static class QuantTable
 {
     private static readonly QuantType[] Rows =
     [
-        new(GgmlType.F32, "F32", 1, 4, FloatRows.DequantizeF32),
-        new(GgmlType.F16, "F16", 1, 2, FloatRows.DequantizeF16),
-        new(GgmlType.BF16, "BF16", 1, 2, FloatRows.DequantizeBF16),
-        new(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0),
-        new(GgmlType.Q4_1, "Q4_1", 32, 2 + 2 + 16, Blocks32.DequantizeQ4_1),
-        new(GgmlType.Q5_0, "Q5_0", 32, 2 + 4 + 16, Blocks32.DequantizeQ5_0),
-        new(GgmlType.Q5_1, "Q5_1", 32, 2 + 2 + 4 + 16, Blocks32.DequantizeQ5_1),
-        new(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0),
-        new(GgmlType.Q8_1, "Q8_1", 32, 4 + 32, Blocks32.DequantizeQ8_1),
-        new(GgmlType.Q2_K, "Q2_K", 256, 16 + 64 + 2 + 2, BlocksK.DequantizeQ2_K),
-        new(GgmlType.Q3_K, "Q3_K", 256, 32 + 64 + 12 + 2, BlocksK.DequantizeQ3_K),
-        new(GgmlType.Q4_K, "Q4_K", 256, 2 + 2 + 12 + 128, BlocksK.DequantizeQ4_K),
-        new(GgmlType.Q5_K, "Q5_K", 256, 2 + 2 + 12 + 32 + 128, BlocksK.DequantizeQ5_K),
-        new(GgmlType.Q6_K, "Q6_K", 256, 128 + 64 + 16 + 2, BlocksK.DequantizeQ6_K),
-        new(GgmlType.Q8_K, "Q8_K", 256, 4 + 256 + 32, BlocksK.DequantizeQ8_K),
+        Row(GgmlType.F32, "F32", 1, 4, FloatRows.DequantizeF32, ToF32, QuantDot.DotF32, QuantDotScalar.DotF32),
+        Row(GgmlType.F16, "F16", 1, 2, FloatRows.DequantizeF16, ToF16, QuantDot.DotF16, QuantDotScalar.DotF16),
+        Row(GgmlType.BF16, "BF16", 1, 2, FloatRows.DequantizeBF16, ToBF16, QuantDot.DotBF16, QuantDotScalar.DotBF16),
+        Row(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0, ToQ8_0, QuantDot.DotQ4_0, QuantDotScalar.DotQ4_0),
+        Row(GgmlType.Q4_1, "Q4_1", 32, 2 + 2 + 16, Blocks32.DequantizeQ4_1, ToQ8_1, QuantDot.DotQ4_1, QuantDotScalar.DotQ4_1),
+        Row(GgmlType.Q5_0, "Q5_0", 32, 2 + 4 + 16, Blocks32.DequantizeQ5_0, ToQ8_0, QuantDot.DotQ5_0, QuantDotScalar.DotQ5_0),
+        Row(GgmlType.Q5_1, "Q5_1", 32, 2 + 2 + 4 + 16, Blocks32.DequantizeQ5_1, ToQ8_1, QuantDot.DotQ5_1, QuantDotScalar.DotQ5_1),
+        Row(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0, ToQ8_0, QuantDot.DotQ8_0, QuantDotScalar.DotQ8_0),
+        // Q8_1 and Q8_K are activation types (ggml never dots them as weights); their dot products are scalar only.
+        Row(GgmlType.Q8_1, "Q8_1", 32, 4 + 32, Blocks32.DequantizeQ8_1, ToQ8_1, QuantDotScalar.DotQ8_1, QuantDotScalar.DotQ8_1),
+        Row(GgmlType.Q2_K, "Q2_K", 256, 16 + 64 + 2 + 2, BlocksK.DequantizeQ2_K, ToQ8_K, QuantDot.DotQ2_K, QuantDotScalar.DotQ2_K),
+        Row(GgmlType.Q3_K, "Q3_K", 256, 32 + 64 + 12 + 2, BlocksK.DequantizeQ3_K, ToQ8_K, QuantDot.DotQ3_K, QuantDotScalar.DotQ3_K),
+        Row(GgmlType.Q4_K, "Q4_K", 256, 2 + 2 + 12 + 128, BlocksK.DequantizeQ4_K, ToQ8_K, QuantDot.DotQ4_K, QuantDotScalar.DotQ4_K),
+        Row(GgmlType.Q5_K, "Q5_K", 256, 2 + 2 + 12 + 32 + 128, BlocksK.DequantizeQ5_K, ToQ8_K, QuantDot.DotQ5_K, QuantDotScalar.DotQ5_K),
+        Row(GgmlType.Q6_K, "Q6_K", 256, 128 + 64 + 16 + 2, BlocksK.DequantizeQ6_K, ToQ8_K, QuantDot.DotQ6_K, QuantDotScalar.DotQ6_K),
+        Row(GgmlType.Q8_K, "Q8_K", 256, 4 + 256 + 32, BlocksK.DequantizeQ8_K, ToQ8_K, QuantDotScalar.DotQ8_K, QuantDotScalar.DotQ8_K),
     ];
+
+    // The activation types (ggml-cpu's vec_dot_type) with their quantizers: vectorized and scalar twin.
+    private static ActivationType ToF32 => new(GgmlType.F32, ActivationQuant.ToF32, ActivationQuantScalar.ToF32);
+    private static ActivationType ToF16 => new(GgmlType.F16, ActivationQuant.ToF16, ActivationQuantScalar.ToF16);
+    private static ActivationType ToBF16 => new(GgmlType.BF16, ActivationQuant.ToBF16, ActivationQuantScalar.ToBF16);
+    private static ActivationType ToQ8_0 => new(GgmlType.Q8_0, ActivationQuant.QuantizeQ8_0, ActivationQuantScalar.QuantizeQ8_0);
+    private static ActivationType ToQ8_1 => new(GgmlType.Q8_1, ActivationQuant.QuantizeQ8_1, ActivationQuantScalar.QuantizeQ8_1);
+    private static ActivationType ToQ8_K => new(GgmlType.Q8_K, ActivationQuant.QuantizeQ8_K, ActivationQuantScalar.QuantizeQ8_K);
+
+    private readonly record struct ActivationType(GgmlType Type, QuantizeActivationRow Quantize, QuantizeActivationRow QuantizeScalar);
+
+    private static QuantType Row(GgmlType type, string name, int blockSize, int bytesPerBlock, DequantizeRow dequantize,
+        ActivationType activations, DotRow dot, DotRow dotScalar) =>
+        new(type, name, blockSize, bytesPerBlock, dequantize)
+        {
+            VecDotType = activations.Type,
+            QuantizeActivations = activations.Quantize,
+            QuantizeActivationsScalar = activations.QuantizeScalar,
+            Dot = dot,
+            DotScalar = dotScalar,
+        };
 
     private static readonly Dictionary<GgmlType, QuantType> ByType = Rows.ToDictionary(r => r.Type);
 

@@ -5,11 +5,28 @@ using Llama3.Kernels.Threading;
 
 namespace Llama3.Model;
 
+/// <summary>How activations meet the weights in a matrix product.</summary>
+public enum ActivationPrecision
+{
+    /// <summary>
+    /// llama.cpp's CPU arithmetic (the default): for quantized weights each activation row is rounded once to 8-bit
+    /// blocks (Q8_0, Q8_1 or Q8_K, as the quantization table says) and dotted in integers; F32, F16 and BF16 weights
+    /// meet float32 activations. Matches llama.cpp's logits within its README's tolerance (b).
+    /// </summary>
+    Quantized,
+
+    /// <summary>
+    /// Float32 activations everywhere: quantized weights are dequantized row by row and multiplied in float32. Matches
+    /// llama.cpp on the dequantized twins within 1e-4; slower.
+    /// </summary>
+    Float32,
+}
+
 /// <summary>
 /// The Llama transformer, following Meta's <c>model.py</c> line by line: embed; per layer
 /// <c>h = x + attention(attention_norm(x))</c>, <c>out = h + feed_forward(ffn_norm(h))</c>; then <c>norm</c> and
 /// <c>output</c>. Weights stay in the files' mappings in their stored type; activations and accumulation are
-/// float32. One instance owns its working buffers, so one forward pass runs at a time per instance.
+/// float32 (quantized weights meet 8-bit activations as in llama.cpp unless <see cref="ActivationPrecision.Float32"/>). One instance owns its working buffers, so one forward pass runs at a time per instance.
 /// </summary>
 public sealed unsafe class Transformer : IDisposable
 {
@@ -21,6 +38,7 @@ public sealed unsafe class Transformer : IDisposable
     private readonly bool _rotateHalf;
     private readonly float[]? _ropeFactors;
     private RopeTable? _rope;
+    private byte[] _actQ = [];
     private readonly WorkerPool _pool;
     private readonly LinearJob _linear;
     private readonly AttentionJob _attention;
@@ -40,10 +58,11 @@ public sealed unsafe class Transformer : IDisposable
 
     /// <summary>
     /// Prepares the model for inference; <paramref name="maxBatch"/> tokens go through one pass at most, on
-    /// <paramref name="threads"/> threads (0: one per core).
+    /// <paramref name="threads"/> threads (0: one per core), with the arithmetic <paramref name="precision"/> says.
     /// </summary>
-    public Transformer(ModelFiles files, int maxBatch = 512, int threads = 0)
+    public Transformer(ModelFiles files, int maxBatch = 512, int threads = 0, ActivationPrecision precision = ActivationPrecision.Quantized)
     {
+        Precision = precision;
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must not be negative");
         Workers = threads == 0 ? Environment.ProcessorCount : threads;
         _pool = new WorkerPool(Workers);
@@ -91,6 +110,9 @@ public sealed unsafe class Transformer : IDisposable
         _rowScratch = new float[Workers][];
         for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[maxCols];
     }
+
+    /// <summary>How activations meet quantized weights.</summary>
+    public ActivationPrecision Precision { get; }
 
     /// <summary>Threads a pass uses.</summary>
     public int Workers { get; }
@@ -282,8 +304,20 @@ public sealed unsafe class Transformer : IDisposable
 
     private void Linear(WeightTensor w, float[] x, int n, float* y, int yLength)
     {
-        int rows = checked((int)w.Rows);
-        _linear.Prepare(w, x, n, y, yLength);
+        int rows = checked((int)w.Rows), cols = checked((int)w.Columns);
+        var type = QuantTable.Get(w.Type);
+        // Quantized weights: convert each activation row once to the type the weights' dot product takes (8-bit
+        // blocks, as llama.cpp does), then integer dot products per weight row. Float weights keep float32 activations.
+        bool quantized = Precision == ActivationPrecision.Quantized && type.BlockSize > 1;
+        if (quantized)
+        {
+            int actBytes = checked((int)type.ActivationRowBytes(cols));
+            if (_actQ.Length < n * actBytes) _actQ = new byte[n * actBytes];
+            for (int t = 0; t < n; t++)
+                type.QuantizeActivations(x.AsSpan(t * cols, cols), _actQ.AsSpan(t * actBytes, actBytes));
+            _linear.ActivationBytes = actBytes;
+        }
+        _linear.Prepare(w, x, n, y, yLength, quantized);
         // Chunks of at least 16 rows, a few per worker so that faster cores take more.
         int chunks = Math.Max(1, Math.Min(rows / 16, Workers * 4));
         _linear.Chunks = chunks;
@@ -299,9 +333,11 @@ public sealed unsafe class Transformer : IDisposable
         private int _rows, _cols, _n, _yLength;
         private float[] _x = [];
         private float* _y;
+        private bool _quantized;
         public int Chunks;
+        public int ActivationBytes;
 
-        public void Prepare(WeightTensor w, float[] x, int n, float* y, int yLength)
+        public void Prepare(WeightTensor w, float[] x, int n, float* y, int yLength, bool quantized)
         {
             _type = QuantTable.Get(w.Type);
             _data = w.Data;
@@ -312,13 +348,27 @@ public sealed unsafe class Transformer : IDisposable
             _n = n;
             _y = y;
             _yLength = yLength;
+            _quantized = quantized;
         }
 
         public void Execute(int chunk, int worker)
         {
             int start = (int)((long)_rows * chunk / Chunks), end = (int)((long)_rows * (chunk + 1) / Chunks);
-            MatMul.Rows(_type, _data, _rowBytes, start, end, _x.AsSpan(0, _n * _cols), _n, new Span<float>(_y, _yLength), _rows,
-                owner._rowScratch[worker].AsSpan(0, _cols));
+            if (!_quantized)
+            {
+                MatMul.Rows(_type, _data, _rowBytes, start, end, _x.AsSpan(0, _n * _cols), _n, new Span<float>(_y, _yLength), _rows,
+                    owner._rowScratch[worker].AsSpan(0, _cols));
+                return;
+            }
+            var act = owner._actQ;
+            var dot = _type.Dot;
+            int rowBytes = checked((int)_rowBytes);
+            for (int r = start; r < end; r++)
+            {
+                var wRow = new ReadOnlySpan<byte>(_data + r * _rowBytes, rowBytes);
+                for (int t = 0; t < _n; t++)
+                    _y[(long)t * _rows + r] = dot(wRow, act.AsSpan(t * ActivationBytes, ActivationBytes), _cols);
+            }
         }
     }
 

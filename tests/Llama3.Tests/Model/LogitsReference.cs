@@ -40,7 +40,11 @@ public sealed class LogitsReference
     /// and returns the largest absolute difference over every listed logit and logsumexp; top ids must agree wherever the
     /// gap to the next logit exceeds the tolerance.
     /// </summary>
-    public double MaxDifference(Transformer model, int batch, double tolerance, out string worst)
+    public double MaxDifference(Transformer model, int batch, double tolerance, out string worst) =>
+        MaxDifference(model, batch, tolerance, out worst, out _);
+
+    /// <summary>As <see cref="MaxDifference(Transformer, int, double, out string)"/>, also giving each listed position's largest difference.</summary>
+    public double MaxDifference(Transformer model, int batch, double tolerance, out string worst, out double[] perPosition)
     {
         int vocab = model.Config.VocabSize;
         var cache = model.CreateCache(Tokens.Length);
@@ -49,6 +53,8 @@ public sealed class LogitsReference
         double max = 0;
         string worstSoFar = "";
         var byPos = Positions.ToDictionary(p => p.Pos);
+        var positionMax = new double[Positions.Count];
+        var indexOf = Positions.Select((p, i) => (p.Pos, i)).ToDictionary(x => x.Pos, x => x.i);
         for (int start = 0; start < Tokens.Length; start += batch)
         {
             int n = Math.Min(batch, Tokens.Length - start);
@@ -62,6 +68,7 @@ public sealed class LogitsReference
                 void Diff(string what, double ours, double theirs)
                 {
                     double d = Math.Abs(ours - theirs);
+                    positionMax[indexOf[p.Pos]] = Math.Max(positionMax[indexOf[p.Pos]], d);
                     if (d > max) { max = d; worstSoFar = $"{what} at position {p.Pos}: ours {ours}, reference {theirs}"; }
                 }
                 foreach (var (id, logit) in p.Top) Diff($"logit of {id}", l[id], logit);
@@ -74,6 +81,7 @@ public sealed class LogitsReference
             }
         }
         worst = worstSoFar;
+        perPosition = positionMax;
         return max;
     }
 

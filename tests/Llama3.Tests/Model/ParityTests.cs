@@ -18,7 +18,7 @@ public class ParityTests(ITestOutputHelper output)
         // Float32 activations: compare with llama.cpp on the all-F32 twin of the dequantized weights (tolerance (a) of
         // reference/llamacpp/README.md: 1e-4). F32 has no twin: its own file is the reference.
         using var files = ModelFiles.Open(SharedData.Path("models", "tiny", $"tiny-{type}.gguf"));
-        using var model = new Transformer(files);
+        using var model = new Transformer(files, precision: ActivationPrecision.Float32);
         string dir = type == "F32" ? "" : "dequant";
         foreach (string suffix in new[] { "", ".long" })
         {
@@ -71,50 +71,66 @@ public class BatchedSequencesTests
 }
 
 /// <summary>
-/// The main llama.cpp references (8-bit activation rounding inside llama.cpp) against our float32-activation engine.
-/// reference/llamacpp/README.md measures that rounding effect: max |dlogit| between each quantized file and its
-/// dequantized twin (48 / 600 tokens). A float32 engine must land within that effect; we allow 1.25x the larger of the
-/// two measured values, so a wrong dequantizer (off by 0.15 to 2 on these models) still fails. This is the "looser
-/// bound" the README allows until the kernels reproduce llama.cpp's activation rounding (tolerance (b)).
+/// The main llama.cpp references, computed with llama.cpp's 8-bit activation rounding for quantized weights.
 /// </summary>
-public class ActivationRoundingBoundTests(ITestOutputHelper output)
+public class LlamaCppArithmeticTests(ITestOutputHelper output)
 {
-    public static TheoryData<string, double> Measured => new()
+    // The full activation-rounding effect reference/llamacpp/README.md measures (each quantized file against its
+    // dequantized twin, max over 48 and 600 tokens). tiny-tied-Q8_0 has no twin: it is tiny-Q8_0 with the output tied to
+    // token_embd, whose N(0,1) weights are 16x output.weight's N(0,1/256) (models/tiny/README.md), so 16x Q8_0's effect.
+    public static TheoryData<string, double> Quantized => new()
     {
-        { "F16", 0.0016 }, { "BF16", 0.0108 }, { "Q8_0", 0.0428 }, { "Q4_0", 0.0455 }, { "Q4_1", 0.0519 }, { "Q5_0", 0.0457 },
-        { "Q5_1", 0.0431 }, { "Q2_K", 0.0672 }, { "Q3_K", 0.0744 }, { "Q4_K", 0.0661 }, { "Q5_K", 0.0707 }, { "Q6_K", 0.0826 },
-        // tiny-tied-Q8_0 has no twin; it is tiny-Q8_0 with the output tied to the embedding. The rounding error of the
-        // output matmul scales with its weights: token_embd is N(0,1), output.weight N(0,1/256) (models/tiny/README.md),
-        // 16x smaller, so Q8_0's measured effect applies 16x over. (Its dequantizer is checked at 1e-4 on tiny-Q8_0.)
-        { "tied-Q8_0", 0.0428 * 16 },
+        { "Q8_0", 0.0428 }, { "Q4_0", 0.0455 }, { "Q4_1", 0.0519 }, { "Q5_0", 0.0457 }, { "Q5_1", 0.0431 }, { "Q2_K", 0.0672 },
+        { "Q3_K", 0.0744 }, { "Q4_K", 0.0661 }, { "Q5_K", 0.0707 }, { "Q6_K", 0.0826 }, { "tied-Q8_0", 0.0428 * 16 },
     };
 
+    /// <summary>
+    /// Our default arithmetic is llama.cpp's: the first positions agree within 1e-4 (float summation order only) where an
+    /// engine that skipped the 8-bit rounding is 0.04-0.08 off from position 0. Later, one activation can sit on a rounding
+    /// boundary and round the other way (llama.cpp sums a few float terms in another order), and through the KV cache that
+    /// moves every later logit by 1e-2 to 4e-2; measured here, the README's proposed 1e-2 for tolerance (b) does not cover
+    /// it. So after the first flip we bound the difference by the whole rounding effect, which a flip cannot exceed.
+    /// </summary>
     [Theory]
-    [MemberData(nameof(Measured))]
-    public void MainReferenceWithinTheMeasuredRoundingEffect(string type, double effect)
+    [MemberData(nameof(Quantized))]
+    public void QuantizedFilesMatchLlamaCppWithItsActivationRounding(string type, double effect)
     {
         using var files = ModelFiles.Open(SharedData.Path("models", "tiny", $"tiny-{type}.gguf"));
         using var model = new Transformer(files);
-        double bound = 1.25 * effect;
+        Assert.Equal(ActivationPrecision.Quantized, model.Precision);
         foreach (string suffix in new[] { "", ".long" })
         {
             var reference = LogitsReference.Load("reference", "llamacpp", $"tiny-{type}{suffix}.json");
-            double max = reference.MaxDifference(model, 128, bound, out string worst);
-            output.WriteLine($"tiny-{type}{suffix} vs llama.cpp (8-bit activations): max |dlogit| {max:F4} (bound {bound:F4})");
-            Assert.True(max <= bound, $"{max} > {bound}: {worst}");
+            double max = reference.MaxDifference(model, 128, 1.25 * effect, out string worst, out double[] perPosition);
+            int exact = perPosition.TakeWhile(d => d <= 1e-4).Count();
+            output.WriteLine($"tiny-{type}{suffix} vs llama.cpp: positions 0..{exact - 1} within 1e-4 (max {perPosition.Take(exact).DefaultIfEmpty().Max():E1}); " +
+                $"overall max |dlogit| {max:E2} (bound {1.25 * effect:F4})");
+            // Flips come as early as position 2 on some files (measured: 2 to 149 exact positions before the first), so the
+            // exact part is asserted for the first two positions; an engine without llama.cpp's rounding fails at 0.
+            Assert.True(exact >= 2, $"only the first {exact} positions match llama.cpp within 1e-4");
+            Assert.True(max <= 1.25 * effect, $"{max}: {worst}");
         }
     }
 
-    [Fact]
-    public void Llama3TinyWithinLlamaCppsBf16Rounding()
+    /// <summary>
+    /// F16 and BF16 weights meet float32 activations in our engine (exact with Meta's reference), while llama.cpp rounds
+    /// the activations to F16/BF16. reference/llamacpp/README.md measures that effect: 0.0016 (F16), 0.0108 (BF16), and
+    /// 0.0126 for llama3-tiny-BF16 against Meta; we must sit within 1.25x of it.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny-F16", 0.0016)]
+    [InlineData("tiny-BF16", 0.0108)]
+    [InlineData("llama3-tiny-BF16", 0.0126)]
+    public void FloatFilesWithinLlamaCppsActivationRounding(string file, double effect)
     {
-        // reference/llamacpp/README.md: llama.cpp on llama3-tiny-BF16 differs from Meta's float32 reference by 0.0126
-        // (its BF16 activation rounding); we match Meta to 2e-6, so we must sit within 1.25 x 0.0126 of llama.cpp.
-        using var files = ModelFiles.Open(SharedData.Path("models", "tiny", "llama3-tiny-BF16.gguf"));
-        var reference = LogitsReference.Load("reference", "llamacpp", "llama3-tiny-BF16.json");
+        using var files = ModelFiles.Open(SharedData.Path("models", "tiny", $"{file}.gguf"));
         using var model = new Transformer(files);
-        double max = reference.MaxDifference(model, 64, 1.25 * 0.0126, out string worst);
-        output.WriteLine($"llama3-tiny-BF16 vs llama.cpp: max |dlogit| {max:F4}");
-        Assert.True(max <= 1.25 * 0.0126, worst);
+        foreach (string suffix in file.StartsWith("llama3") ? new[] { "" } : new[] { "", ".long" })
+        {
+            var reference = LogitsReference.Load("reference", "llamacpp", $"{file}{suffix}.json");
+            double max = reference.MaxDifference(model, 128, 1.25 * effect, out string worst);
+            output.WriteLine($"{file}{suffix} vs llama.cpp: max |dlogit| {max:F4} (bound {1.25 * effect:F4})");
+            Assert.True(max <= 1.25 * effect, $"{max}: {worst}");
+        }
     }
 }
