@@ -28,9 +28,12 @@ public static unsafe class MatMul
         ReadOnlySpan<float> x, int n, Span<float> y, int yStride, Span<float> scratch)
     {
         int cols = scratch.Length;
+        bool widen = FloatConvert.Handles(type.Type);
         for (int r = rowStart; r < rowEnd; r++)
         {
-            type.Dequantize(new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes)), scratch);
+            var row = new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes));
+            if (widen) FloatConvert.ToSingle(type.Type, row, scratch); // vectorized; the table's dequantizer is its scalar twin
+            else type.Dequantize(row, scratch);
             for (int t = 0; t < n; t++)
                 y[t * yStride + r] = TensorPrimitives.Dot(scratch, x.Slice(t * cols, cols));
         }
