@@ -278,7 +278,7 @@ public sealed unsafe class Transformer : IDisposable
         int total = 0;
         for (int t = 0; t < n; t++) total = Math.Max(total, _tokenPos[t] + 1);
         _attention.Prepare(l, total);
-        _pool.Run(_attention, n * _c.Heads);
+        _pool.Run(_attention, n * _c.KvHeads);
 
         // return self.wo(output)
         Linear(w.Wo, _attnOut, n, _xb);
@@ -385,30 +385,27 @@ public sealed unsafe class Transformer : IDisposable
         public void Prepare(int layer, int positions)
         {
             _layer = layer;
-            if (_scores.Length != owner.Workers || _scores[0].Length < positions)
+            int need = positions * owner._c.GroupSize;
+            if (_scores.Length != owner.Workers || _scores[0].Length < need)
             {
                 _scores = new float[owner.Workers][];
-                for (int w = 0; w < _scores.Length; w++) _scores[w] = new float[Math.Max(positions, 256)];
+                for (int w = 0; w < _scores.Length; w++) _scores[w] = new float[Math.Max(need, 1024)];
             }
         }
 
+        // One (token, KV head): its group of query heads reads each cached key and value once.
         public void Execute(int job, int worker)
         {
             var c = owner._c;
-            int hd = c.HeadDim, qDim = c.Heads * hd, kvDim = c.KvHeads * hd;
-            int t = job / c.Heads, h = job % c.Heads, pos = owner._tokenPos[t], kvh = h / c.GroupSize;
+            int hd = c.HeadDim, qDim = c.Heads * hd, kvDim = c.KvHeads * hd, group = c.GroupSize;
+            int t = job / c.KvHeads, kvh = job % c.KvHeads, positions = owner._tokenPos[t] + 1;
             var cache = owner._tokenCache[t]!;
-            float[] keys = cache.KLayer(_layer), values = cache.VLayer(_layer);
-            float scale = MathF.Sqrt(hd);
-            var q = owner._q.AsSpan(t * qDim + h * hd, hd);
-            var s = _scores[worker].AsSpan(0, pos + 1);
-            for (int j = 0; j <= pos; j++)
-                s[j] = TensorPrimitives.Dot(q, keys.AsSpan(j * kvDim + kvh * hd, hd)) / scale;
-            Activations.Softmax(s);
-            var o = owner._attnOut.AsSpan(t * qDim + h * hd, hd);
-            o.Clear();
-            for (int j = 0; j <= pos; j++)
-                TensorPrimitives.MultiplyAdd(values.AsSpan(j * kvDim + kvh * hd, hd), s[j], o, o);
+            var q = owner._q.AsSpan(t * qDim + kvh * group * hd, group * hd);
+            var scores = _scores[worker].AsSpan(0, group * positions);
+            AttentionKernel.Scores(q, group, hd, cache.KLayer(_layer), kvDim, kvh * hd, positions, MathF.Sqrt(hd), scores, positions);
+            for (int g = 0; g < group; g++) Activations.Softmax(scores.Slice(g * positions, positions));
+            AttentionKernel.WeightedSum(scores, positions, group, cache.VLayer(_layer), kvDim, kvh * hd, positions, hd,
+                owner._attnOut.AsSpan(t * qDim + kvh * group * hd, group * hd));
         }
     }
 
