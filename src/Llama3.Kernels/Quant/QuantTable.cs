@@ -63,6 +63,15 @@ public delegate void QuantizeActivationRow(ReadOnlySpan<float> x, Span<byte> des
 /// </summary>
 public delegate float DotRow(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRow, int n);
 
+/// <summary>
+/// One weight row dotted with <paramref name="count"/> activation rows (1 to 8) that lie
+/// <paramref name="activationRowBytes"/> apart in <paramref name="activationRows"/>: <c>results[i]</c> gets exactly
+/// the bits of <c>Dot(weightRow, activationRows.Slice(i * activationRowBytes, activationRowBytes), n)</c>. A multi-row
+/// kernel decodes each weight block once for all the rows.
+/// </summary>
+public delegate void DotRows(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRows, int activationRowBytes,
+    int count, int n, Span<float> results);
+
 /// <summary>One row of the quantization table: how a weight type is laid out and how it is read.</summary>
 /// <param name="Type">The ggml type number.</param>
 /// <param name="Name">The name ggml gives the type (as in GGUF tools' output).</param>
@@ -102,6 +111,24 @@ public sealed record QuantType(GgmlType Type, string Name, int BlockSize, int By
     public DotRow DotScalar { get; init; } = NoDot;
 
     /// <summary>
+    /// <see cref="Dot"/> of one weight row with several activation rows (see <see cref="DotRows"/>), the same bits as
+    /// calling <see cref="Dot"/> once per row; the default (also what an init with null gives) does just that, the
+    /// types with a multi-row kernel decode each weight block once. The default is a new delegate on every read: read
+    /// it once per matrix product, not once per weight row.
+    /// </summary>
+    public DotRows DotMany
+    {
+        get => _dotMany ?? LoopDot;
+        init => _dotMany = value;
+    }
+
+    private readonly DotRows? _dotMany;
+
+    private void LoopDot(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRows, int activationRowBytes,
+        int count, int n, Span<float> results) =>
+        QuantDotMultiChecks.Loop(Dot, weightRow, activationRows, activationRowBytes, count, n, results);
+
+    /// <summary>
     /// Bytes an activation row of <paramref name="elements"/> values takes once converted to <see cref="VecDotType"/>;
     /// the count must be a whole number of that type's blocks.
     /// </summary>
@@ -125,18 +152,18 @@ public static class QuantTable
         Row(GgmlType.F32, "F32", 1, 4, FloatRows.DequantizeF32, ToF32, QuantDot.DotF32, QuantDotScalar.DotF32),
         Row(GgmlType.F16, "F16", 1, 2, FloatRows.DequantizeF16, ToF16, QuantDot.DotF16, QuantDotScalar.DotF16),
         Row(GgmlType.BF16, "BF16", 1, 2, FloatRows.DequantizeBF16, ToBF16, QuantDot.DotBF16, QuantDotScalar.DotBF16),
-        Row(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0, ToQ8_0, QuantDot.DotQ4_0, QuantDotScalar.DotQ4_0),
+        Row(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0, ToQ8_0, QuantDot.DotQ4_0, QuantDotScalar.DotQ4_0, QuantDot.DotManyQ4_0),
         Row(GgmlType.Q4_1, "Q4_1", 32, 2 + 2 + 16, Blocks32.DequantizeQ4_1, ToQ8_1, QuantDot.DotQ4_1, QuantDotScalar.DotQ4_1),
         Row(GgmlType.Q5_0, "Q5_0", 32, 2 + 4 + 16, Blocks32.DequantizeQ5_0, ToQ8_0, QuantDot.DotQ5_0, QuantDotScalar.DotQ5_0),
         Row(GgmlType.Q5_1, "Q5_1", 32, 2 + 2 + 4 + 16, Blocks32.DequantizeQ5_1, ToQ8_1, QuantDot.DotQ5_1, QuantDotScalar.DotQ5_1),
-        Row(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0, ToQ8_0, QuantDot.DotQ8_0, QuantDotScalar.DotQ8_0),
+        Row(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0, ToQ8_0, QuantDot.DotQ8_0, QuantDotScalar.DotQ8_0, QuantDot.DotManyQ8_0),
         // Q8_1 and Q8_K are activation types (ggml never dots them as weights); their dot products are scalar only.
         Row(GgmlType.Q8_1, "Q8_1", 32, 4 + 32, Blocks32.DequantizeQ8_1, ToQ8_1, QuantDotScalar.DotQ8_1, QuantDotScalar.DotQ8_1),
         Row(GgmlType.Q2_K, "Q2_K", 256, 16 + 64 + 2 + 2, BlocksK.DequantizeQ2_K, ToQ8_K, QuantDot.DotQ2_K, QuantDotScalar.DotQ2_K),
         Row(GgmlType.Q3_K, "Q3_K", 256, 32 + 64 + 12 + 2, BlocksK.DequantizeQ3_K, ToQ8_K, QuantDot.DotQ3_K, QuantDotScalar.DotQ3_K),
-        Row(GgmlType.Q4_K, "Q4_K", 256, 2 + 2 + 12 + 128, BlocksK.DequantizeQ4_K, ToQ8_K, QuantDot.DotQ4_K, QuantDotScalar.DotQ4_K),
+        Row(GgmlType.Q4_K, "Q4_K", 256, 2 + 2 + 12 + 128, BlocksK.DequantizeQ4_K, ToQ8_K, QuantDot.DotQ4_K, QuantDotScalar.DotQ4_K, QuantDot.DotManyQ4_K),
         Row(GgmlType.Q5_K, "Q5_K", 256, 2 + 2 + 12 + 32 + 128, BlocksK.DequantizeQ5_K, ToQ8_K, QuantDot.DotQ5_K, QuantDotScalar.DotQ5_K),
-        Row(GgmlType.Q6_K, "Q6_K", 256, 128 + 64 + 16 + 2, BlocksK.DequantizeQ6_K, ToQ8_K, QuantDot.DotQ6_K, QuantDotScalar.DotQ6_K),
+        Row(GgmlType.Q6_K, "Q6_K", 256, 128 + 64 + 16 + 2, BlocksK.DequantizeQ6_K, ToQ8_K, QuantDot.DotQ6_K, QuantDotScalar.DotQ6_K, QuantDot.DotManyQ6_K),
         Row(GgmlType.Q8_K, "Q8_K", 256, 4 + 256 + 32, BlocksK.DequantizeQ8_K, ToQ8_K, QuantDotScalar.DotQ8_K, QuantDotScalar.DotQ8_K),
     ];
 
@@ -151,9 +178,10 @@ public static class QuantTable
     private readonly record struct ActivationType(GgmlType Type, QuantizeActivationRow Quantize, QuantizeActivationRow QuantizeScalar);
 
     private static QuantType Row(GgmlType type, string name, int blockSize, int bytesPerBlock, DequantizeRow dequantize,
-        ActivationType activations, DotRow dot, DotRow dotScalar) =>
+        ActivationType activations, DotRow dot, DotRow dotScalar, DotRows? dotMany = null) =>
         new(type, name, blockSize, bytesPerBlock, dequantize)
         {
+            DotMany = dotMany!,
             VecDotType = activations.Type,
             QuantizeActivations = activations.Quantize,
             QuantizeActivationsScalar = activations.QuantizeScalar,

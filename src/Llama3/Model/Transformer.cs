@@ -362,12 +362,24 @@ public sealed unsafe class Transformer : IDisposable
             }
             var act = owner._actQ;
             var dot = _type.Dot;
-            int rowBytes = checked((int)_rowBytes);
+            var dotMany = _type.DotMany; // read once: the default is a new delegate per read
+            int rowBytes = checked((int)_rowBytes), ab = ActivationBytes;
+            Span<float> results = stackalloc float[8];
             for (int r = start; r < end; r++)
             {
                 var wRow = new ReadOnlySpan<byte>(_data + r * _rowBytes, rowBytes);
-                for (int t = 0; t < _n; t++)
-                    _y[(long)t * _rows + r] = dot(wRow, act.AsSpan(t * ActivationBytes, ActivationBytes), _cols);
+                if (_n == 1)
+                {
+                    _y[r] = dot(wRow, act.AsSpan(0, ab), _cols);
+                    continue;
+                }
+                // Prompt processing: each weight block is decoded once for up to 8 tokens (bit-identical to Dot per token).
+                for (int t0 = 0; t0 < _n; t0 += 8)
+                {
+                    int count = Math.Min(8, _n - t0);
+                    dotMany(wRow, act.AsSpan(t0 * ab, count * ab), ab, count, _cols, results);
+                    for (int i = 0; i < count; i++) _y[(long)(t0 + i) * _rows + r] = results[i];
+                }
             }
         }
     }
