@@ -28,6 +28,25 @@ public static unsafe class MatMul
         ReadOnlySpan<float> x, int n, Span<float> y, int yStride, Span<float> scratch)
     {
         int cols = scratch.Length;
+        if (type.Type is GgmlType.F16 or GgmlType.BF16)
+        {
+            // Widened in registers, each weight vector shared by up to 8 tokens (FloatDot).
+            bool f16 = type.Type == GgmlType.F16;
+            Span<float> results = stackalloc float[FloatDot.MaxRows];
+            for (int r = rowStart; r < rowEnd; r++)
+            {
+                var row = new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes));
+                for (int t0 = 0; t0 < n; t0 += FloatDot.MaxRows)
+                {
+                    int count = Math.Min(FloatDot.MaxRows, n - t0);
+                    var xs = x.Slice(t0 * cols, count * cols);
+                    if (f16) FloatDot.DotManyF16(row, xs, cols, count, results);
+                    else FloatDot.DotManyBF16(row, xs, cols, count, results);
+                    for (int i = 0; i < count; i++) y[(t0 + i) * yStride + r] = results[i];
+                }
+            }
+            return;
+        }
         bool widen = FloatConvert.Handles(type.Type);
         for (int r = rowStart; r < rowEnd; r++)
         {
