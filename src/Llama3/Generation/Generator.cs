@@ -178,11 +178,14 @@ public sealed class Generator
         foreach (var s in seqs) s.PrefillDone();
     }
 
+    private KvCache[] _decodeCaches = [];
+
     // One token per sequence in one pass.
     private void Decode(IReadOnlyList<Sequence> seqs, Span<float> logits)
     {
         Span<int> tokens = stackalloc int[seqs.Count];
-        var caches = new KvCache[seqs.Count];
+        if (_decodeCaches.Length < seqs.Count) _decodeCaches = new KvCache[seqs.Count];
+        var caches = _decodeCaches.AsSpan(0, seqs.Count); // reused: one generation runs at a time (the gate)
         Span<int> rows = stackalloc int[seqs.Count];
         for (int i = 0; i < seqs.Count; i++)
         {
