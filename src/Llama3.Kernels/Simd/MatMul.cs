@@ -47,14 +47,15 @@ public static unsafe class MatMul
             }
             return;
         }
-        bool widen = FloatConvert.Handles(type.Type);
+        bool f32 = type.Type == GgmlType.F32;
         for (int r = rowStart; r < rowEnd; r++)
         {
             var row = new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes));
-            if (widen) FloatConvert.ToSingle(type.Type, row, scratch); // vectorized; the table's dequantizer is its scalar twin
-            else type.Dequantize(row, scratch);
+            // F32 rows are dotted in place in the mapping; other types are dequantized once per row for all tokens.
+            ReadOnlySpan<float> w = f32 ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(row) : scratch;
+            if (!f32) type.Dequantize(row, scratch);
             for (int t = 0; t < n; t++)
-                y[t * yStride + r] = TensorPrimitives.Dot(scratch, x.Slice(t * cols, cols));
+                y[t * yStride + r] = TensorPrimitives.Dot(w, x.Slice(t * cols, cols));
         }
     }
 

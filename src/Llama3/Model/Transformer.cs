@@ -30,10 +30,9 @@ public enum ActivationPrecision
 /// </summary>
 public sealed unsafe class Transformer : IDisposable
 {
-    private readonly ModelFiles _files;
     private readonly LlamaConfig _c;
     private readonly Layer[] _layers;
-    private readonly WeightTensor _tokEmbeddings, _norm, _output;
+    private readonly WeightTensor _tokEmbeddings, _output;
     private readonly float[] _normWeight;
     private readonly bool _rotateHalf;
     private readonly float[]? _ropeFactors;
@@ -68,13 +67,11 @@ public sealed unsafe class Transformer : IDisposable
         _pool = new WorkerPool(Workers);
         _linear = new LinearJob(this);
         _attention = new AttentionJob(this);
-        _files = files;
         _c = files.Config;
         _maxBatch = Math.Max(1, maxBatch);
         _tokEmbeddings = files.Get("tok_embeddings.weight");
-        _norm = files.Get("norm.weight");
         _output = _c.TiedEmbeddings ? _tokEmbeddings : files.Get("output.weight");
-        _normWeight = ToFloats(_norm);
+        _normWeight = ToFloats(files.Get("norm.weight"));
         _rotateHalf = files.QkLayout == QkLayout.RotateHalf;
         if (_c.HasRopeFreqsTensor && files.Find("rope.freqs") is { } f) _ropeFactors = ToFloats(f);
         _layers = new Layer[_c.Layers];
@@ -187,8 +184,12 @@ public sealed unsafe class Transformer : IDisposable
             for (int i = 0; i < n; i++)
             {
                 var cache = single ?? perToken[done + i];
-                int earlier = 0;
-                for (int j = 0; j < i; j++) if (ReferenceEquals(_tokenCache[j], cache)) earlier++;
+                int earlier = i;
+                if (single is null)
+                {
+                    earlier = 0;
+                    for (int j = 0; j < i; j++) if (ReferenceEquals(_tokenCache[j], cache)) earlier++;
+                }
                 _tokenCache[i] = cache;
                 _tokenPos[i] = cache.Length + earlier;
             }
