@@ -35,8 +35,7 @@ public class TokenizerBenchmarks
     public static TiktokenTokenizer CreateMicrosoftMl(string tokenizerModel, LlamaTokenizer specialsFrom)
     {
         var specials = specialsFrom.SpecialTokens.ToDictionary(kv => kv.Key, kv => kv.Value);
-        const string pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-        var pre = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), specials);
+        var pre = new RegexPreTokenizer(new Regex(Llama3Tokenizer.SplitPattern, RegexOptions.Compiled), specials);
         return TiktokenTokenizer.Create(tokenizerModel, pre, null, specials);
     }
 

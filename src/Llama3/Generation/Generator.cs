@@ -55,14 +55,16 @@ public sealed class Generator
                 yield break;
             }
             var logits = new float[_model.Config.VocabSize];
-            await Task.Run(() => Prefill([seq], logits), cancellationToken).ConfigureAwait(false);
+            Sequence[] one = [seq];
+            Action decode = () => Decode(one, logits); // made once: the loop below allocates only its Task per token
+            await Task.Run(() => Prefill(one, logits), cancellationToken).ConfigureAwait(false);
             while (true)
             {
                 var step = seq.Choose(logits);
                 yield return step;
                 if (step.FinishReason is not null) yield break;
                 cancellationToken.ThrowIfCancellationRequested();
-                await Task.Run(() => Decode([seq], logits), cancellationToken).ConfigureAwait(false);
+                await Task.Run(decode, cancellationToken).ConfigureAwait(false);
             }
         }
         finally

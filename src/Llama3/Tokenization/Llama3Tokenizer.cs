@@ -14,6 +14,13 @@ public sealed class Llama3Tokenizer : LlamaTokenizer
     /// <summary>Meta's <c>TIKTOKEN_MAX_ENCODE_CHARS</c>.</summary>
     public const int MaxEncodeChars = 400_000;
 
+    /// <summary>
+    /// Meta's split pattern (<c>tokenizer.py</c>), as Llama 3's tokenizer.json stores it; encoding uses the code-point
+    /// scanner in <c>Llama3SplitPattern</c>, this text is for recognising files and for other regex engines.
+    /// </summary>
+    public const string SplitPattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
     /// <summary>Meta's <c>MAX_NO_WHITESPACES_CHARS</c>.</summary>
     public const int MaxConsecutiveSliceLength = 25_000;
 

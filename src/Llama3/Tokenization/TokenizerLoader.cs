@@ -8,10 +8,6 @@ namespace Llama3.Tokenization;
 /// <summary>Reads tokenizers from Meta's, Hugging Face's and llama.cpp's files.</summary>
 internal static class TokenizerLoader
 {
-    /// <summary>Meta's split pattern, as tokenizer.json stores it; a tokenizer.json with another pattern is another model.</summary>
-    internal const string Llama3Pattern =
-        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
     public static LlamaTokenizer Load(string path, TokenizerOptions options)
     {
         if (Directory.Exists(path)) return LoadDirectory(path, options);
@@ -178,7 +174,7 @@ internal static class TokenizerLoader
             if (type != "BPE")
                 throw new ModelFormatException(path, $"the tokenizer model is {type}, not Llama 3's byte-level BPE");
             string? pattern = FindSplitPattern(root);
-            if (pattern != Llama3Pattern)
+            if (pattern != Llama3Tokenizer.SplitPattern) // another pattern is another model
                 throw new ModelFormatException(path, pattern is null
                     ? "the pre-tokenizer is not Llama 3's (no Split with Meta's pattern followed by ByteLevel)"
                     : $"the pre-tokenizer pattern is not Llama 3's: {Shorten(pattern)}");

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Llama3.Tokenization;
 using Microsoft.ML.Tokenizers;
 
 namespace Llama3.Tests.Tokenization;
@@ -13,9 +14,8 @@ public class MicrosoftMlComparisonTests
     private static TiktokenTokenizer CreateMl()
     {
         var specials = Tokenizers.Meta31.SpecialTokens.ToDictionary(kv => kv.Key, kv => kv.Value);
-        const string pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
         return TiktokenTokenizer.Create(SharedData.Path("reference", "tokenizer", "tokenizer.model"),
-            new RegexPreTokenizer(new Regex(pattern), specials), null, specials);
+            new RegexPreTokenizer(new Regex(Llama3Tokenizer.SplitPattern), specials), null, specials);
     }
 
     [Fact]
