@@ -10,5 +10,6 @@ var root = new RootCommand("llama3: run Meta's Llama 3 models in .NET")
     GenerateCommand.Create(),
     ChatCommand.Create(),
     BenchCommand.Create(),
+    ServeCommand.Create(),
 };
 return Cli.Run(root, args);

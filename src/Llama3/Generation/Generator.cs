@@ -45,7 +45,7 @@ public sealed class Generator
         options.Validate();
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         Sequence seq;
-        try { seq = new Sequence(this, prompt, options, 0, ReuseCache(prompt)); }
+        try { seq = NewSequence(prompt, options, 0, ReuseCache(prompt)); }
         catch { _gate.Release(); throw; }
         try
         {
@@ -107,7 +107,7 @@ public sealed class Generator
     {
         options.Validate();
         if (prompts.Count == 0) return [];
-        var seqs = prompts.Select((p, i) => new Sequence(this, p, options, i, null)).ToArray();
+        var seqs = prompts.Select((p, i) => NewSequence(p, options, i, null)).ToArray();
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -161,6 +161,9 @@ public sealed class Generator
         return GenerateAsync(chat.EncodeDialogPrompt(dialog), options, cancellationToken);
     }
 
+    private Sequence NewSequence(IReadOnlyList<int> prompt, GenerationOptions options, int index, (KvCache, int)? reuse) =>
+        new(Tokenizer, _model.Config.VocabSize, Context, prompt, options, index, reuse?.Item1 ?? _model.CreateCache(Context), reuse?.Item2 ?? 0);
+
     // All prompts in one pass; each sequence's last-token logits into its slice of logits.
     private void Prefill(IReadOnlyList<Sequence> seqs, Span<float> logits)
     {
@@ -196,101 +199,5 @@ public sealed class Generator
             rows[i] = i;
         }
         _model.Forward(tokens, caches, rows, logits);
-    }
-
-    /// <summary>One sequence's state: its cache, sampler, decoder and stop conditions.</summary>
-    private sealed class Sequence
-    {
-        private readonly Generator _g;
-        private readonly GenerationOptions _options;
-        private readonly Sampler _sampler;
-        private readonly StreamingDecoder _decoder;
-        private readonly StopStrings _stops;
-        private readonly IReadOnlyList<int> _stopTokens;
-        private readonly List<int> _history;
-        private readonly List<int> _generated = [];
-        private readonly List<GenerationStep>? _logprobs;
-        private readonly System.Text.StringBuilder _text = new();
-        private readonly float[] _scratch;
-        private long _t0, _t1;
-
-        public Sequence(Generator g, IReadOnlyList<int> prompt, GenerationOptions options, int index, (KvCache Cache, int Reused)? reuse)
-        {
-            if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens", nameof(prompt));
-            if (prompt.Count > g.Context) throw new PromptTooLongException(prompt.Count, g.Context);
-            foreach (int t in prompt)
-                if ((uint)t >= (uint)g._model.Config.VocabSize)
-                    throw new ArgumentOutOfRangeException(nameof(prompt), t, $"token {t} is outside the vocabulary of {g._model.Config.VocabSize}");
-            _g = g;
-            _options = options;
-            Prompt = prompt;
-            Cache = reuse?.Cache ?? g._model.CreateCache(g.Context);
-            Reused = reuse?.Reused ?? 0;
-            var sampling = options.Sampling.Seed is ulong seed ? options.Sampling with { Seed = seed + (ulong)index } : options.Sampling;
-            _sampler = new Sampler(sampling, g._model.Config.VocabSize);
-            _decoder = g.Tokenizer.CreateStreamingDecoder();
-            _stops = new StopStrings(options.StopStrings);
-            _stopTokens = options.StopTokens ?? g.Tokenizer.EndOfGenerationIds;
-            _history = new List<int>(prompt.Count + options.MaxTokens);
-            _history.AddRange(prompt);
-            _logprobs = options.Sampling.Logprobs ? [] : null;
-            _scratch = new float[g._model.Config.VocabSize];
-        }
-
-        public IReadOnlyList<int> Prompt { get; }
-        public KvCache Cache { get; }
-        public int Reused { get; }
-
-        /// <summary>The tokens whose keys and values are in the cache now.</summary>
-        public int[] CachedTokens() => Prompt.Concat(_generated).Take(Cache.Length).ToArray();
-        public int Last { get; private set; }
-        public GenerationResult? Result { get; private set; }
-
-        public void StartClock() => _t0 = Stopwatch.GetTimestamp();
-        public void PrefillDone() => _t1 = Stopwatch.GetTimestamp();
-
-        public GenerationStep Choose(ReadOnlySpan<float> logits)
-        {
-            logits.CopyTo(_scratch);
-            int id;
-            float? logprob = null;
-            IReadOnlyList<TokenLogprob>? top = null;
-            if (_logprobs is not null)
-            {
-                var s = _sampler.SampleWithLogprobs(_scratch, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
-                id = s.Id;
-                logprob = s.Logprob;
-                top = s.TopLogprobs;
-            }
-            else id = _sampler.Sample(_scratch, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
-            Last = id;
-
-            if (_stopTokens.Contains(id))
-                return Finish(FinishReason.Stop, -1);
-            _generated.Add(id);
-            _history.Add(id);
-            string text = _stops.Push(_decoder.Append(id));
-            _text.Append(text);
-            if (_stops.Stopped) return Finish(FinishReason.Stop, id, logprob, top, text);
-            if (_generated.Count >= _options.MaxTokens || Cache.Length >= Cache.Context)
-                return Finish(FinishReason.Length, id, logprob, top, text);
-            var step = new GenerationStep(id, text, logprob, top);
-            _logprobs?.Add(step);
-            return step;
-        }
-
-        public GenerationStep Finish(FinishReason reason, int id, float? logprob = null, IReadOnlyList<TokenLogprob>? top = null, string text = "")
-        {
-            if (_t1 == 0) { _t0 = _t1 = Stopwatch.GetTimestamp(); }
-            string rest = _stops.Stopped ? "" : _stops.Push(_decoder.Flush()) + _stops.Flush();
-            _text.Append(rest);
-            double promptSeconds = Stopwatch.GetElapsedTime(_t0, _t1).TotalSeconds;
-            double genSeconds = Stopwatch.GetElapsedTime(_t1).TotalSeconds;
-            var timings = new GenerationTimings(Prompt.Count - Reused, promptSeconds, _generated.Count, genSeconds);
-            var step = new GenerationStep(id, text + rest, logprob, top, reason, timings);
-            if (id >= 0) _logprobs?.Add(step);
-            Result = new GenerationResult(Prompt, _generated.ToArray(), _text.ToString(), reason, timings, _logprobs);
-            return step;
-        }
     }
 }
