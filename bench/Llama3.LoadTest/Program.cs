@@ -45,7 +45,7 @@ async Task Client(int id)
         {
             await foreach (var u in client.CompleteChatStreamingAsync(messages, options))
             {
-                if (first && u.ContentUpdate.Count > 0)
+                if (first && u.ContentUpdate.Any(c => !string.IsNullOrEmpty(c.Text)))
                 {
                     first = false;
                     lock (firstTokenMs) firstTokenMs.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);

@@ -152,11 +152,24 @@ public sealed class LlamaChatClient : IChatClient
         }
 
         var tools = new List<ToolDefinition>();
+        var builtin = BuiltinTools.None;
         foreach (var tool in options?.Tools ?? [])
         {
-            if (tool is AIFunctionDeclaration f)
-                tools.Add(new ToolDefinition(f.Name, string.IsNullOrEmpty(f.Description) ? null : f.Description,
-                    JsonNode.Parse(f.JsonSchema.GetRawText()) as JsonObject));
+            switch (tool)
+            {
+                case AIFunctionDeclaration f:
+                    tools.Add(new ToolDefinition(f.Name, string.IsNullOrEmpty(f.Description) ? null : f.Description,
+                        JsonNode.Parse(f.JsonSchema.GetRawText()) as JsonObject));
+                    break;
+                // The hosted tools Llama 3.1 was trained to call (its built-in brave_search and code_interpreter); the
+                // caller runs them and returns the result like a function's.
+                case HostedWebSearchTool:
+                    builtin |= BuiltinTools.BraveSearch;
+                    break;
+                case HostedCodeInterpreterTool:
+                    builtin |= BuiltinTools.CodeInterpreter;
+                    break;
+            }
         }
         var choice = options?.ToolMode switch
         {
@@ -165,7 +178,7 @@ public sealed class LlamaChatClient : IChatClient
             RequiredChatToolMode => new ToolChoice(ToolChoiceMode.Required),
             _ => ToolChoice.Auto,
         };
-        return new ChatConversation(list) { Tools = tools, ToolChoice = tools.Count == 0 ? ToolChoice.Auto : choice };
+        return new ChatConversation(list) { Tools = tools, BuiltinTools = builtin, ToolChoice = tools.Count == 0 ? ToolChoice.Auto : choice };
     }
 
     /// <summary>Maps <see cref="ChatOptions"/> to generation options (defaults: Meta's temperature 0.6 and top-p 0.9).</summary>

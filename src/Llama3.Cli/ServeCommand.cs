@@ -32,6 +32,9 @@ internal static class ServeCommand
             if (p.GetValue(queue) < 0) throw new Cli.UsageException("--queue must not be negative");
             if (p.GetValue(port) is < 0 or > 65535) throw new Cli.UsageException("--port must be in 0..65535");
             if (p.GetValue(batch) <= 0) throw new Cli.UsageException("--batch must be positive");
+            string hostName = p.GetValue(host)!;
+            if (hostName != "localhost" && !System.Net.IPAddress.TryParse(hostName, out _))
+                throw new Cli.UsageException($"--host must be an IP address (127.0.0.1, 0.0.0.0, ::1) or localhost (got '{hostName}')");
             var format = p.GetValue(toolFormat) switch
             {
                 "json" => ToolCallFormat.Json,
@@ -53,7 +56,7 @@ internal static class ServeCommand
             string id = p.GetValue(alias) ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(files.Path));
             var engineOptions = new ChatEngineOptions { ModelId = id, ToolFormat = format };
             await using var server = LlamaServer.Create(new ChatEngine(scheduler, engineOptions),
-                new ServerOptions { Host = p.GetValue(host)!, Port = p.GetValue(port), ApiKey = p.GetValue(apiKey) });
+                new ServerOptions { Host = hostName, Port = p.GetValue(port), ApiKey = p.GetValue(apiKey) });
             await server.StartAsync(ct);
             long kv = (long)p.GetValue(parallel) * 2 * files.Config.Layers * context * files.Config.KvHeads * files.Config.HeadDim * sizeof(float);
             Console.Error.WriteLine($"llama3: serving {id} on {server.Address} ({p.GetValue(parallel)} slots of {context} positions, " +

@@ -150,6 +150,21 @@ public sealed class ToolCallingTests : IDisposable
         Assert.Equal(2, calls.Select(c => c.CallId).Distinct().Count());
     }
 
+    [Fact]
+    public async Task A_hosted_web_search_tool_is_Llama_31s_builtin_brave_search()
+    {
+        var script = Script("""<|python_tag|>brave_search.call(query="weather in Paris")""");
+        var client = new LlamaChatClient(Engine(script));
+        var response = await client.GetResponseAsync([new AIChatMessage(ChatRole.User, "Search the weather in Paris")],
+            new ChatOptions { Tools = [new HostedWebSearchTool()] });
+        Assert.StartsWith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\nTools: brave_search\n",
+            script.LastPromptText());
+        var call = response.Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Single();
+        Assert.Equal("brave_search", call.Name);
+        Assert.Equal("weather in Paris", call.Arguments!["query"]!.ToString());
+        Assert.Equal(Microsoft.Extensions.AI.ChatFinishReason.ToolCalls, response.FinishReason);
+    }
+
     private async Task<(LlamaServer Server, ScriptedScheduler Script)> Serve(params string[] answers)
     {
         var script = Script(answers);

@@ -88,6 +88,7 @@ public sealed class BatchScheduler : IGenerationScheduler, IDisposable
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Thread _loop;
     private readonly int _chunk;
+    private readonly SamplingJob _sampling = new();
     private volatile bool _stopping;
     private long _passes, _generated, _promptTokens;
     private Exception? _fault;
@@ -225,11 +226,19 @@ public sealed class BatchScheduler : IGenerationScheduler, IDisposable
                     System.Runtime.InteropServices.CollectionsMarshal.AsSpan(rows), logits);
                 Interlocked.Increment(ref _passes);
 
+                // Each sequence samples its next token from its row, all on the model's workers at once (over a
+                // 128K vocabulary a draw costs about as much as a small matrix product).
                 for (int i = 0; i < rowOwners.Count; i++)
                 {
                     var r = rowOwners[i];
-                    if (r.Seq.Result is null && r.PrefillAt == r.Prompt.Count && !r.Decoding) { r.Seq.PrefillDone(); r.Decoding = true; }
-                    var step = r.Seq.Choose(logits.AsSpan(i * vocab, vocab));
+                    if (r.PrefillAt == r.Prompt.Count && !r.Decoding) { r.Seq.PrefillDone(); r.Decoding = true; }
+                }
+                _sampling.Prepare(rowOwners, logits, vocab);
+                _model.RunParallel(_sampling, rowOwners.Count);
+                for (int i = 0; i < rowOwners.Count; i++)
+                {
+                    var r = rowOwners[i];
+                    var step = _sampling.Steps[i]!;
                     if (step.Token >= 0) Interlocked.Increment(ref _generated);
                     r.Steps.Writer.TryWrite(step);
                     if (step.FinishReason is not null) Complete(r, null);
@@ -326,6 +335,26 @@ public sealed class BatchScheduler : IGenerationScheduler, IDisposable
         _wake.Release();
         _loop.Join();
         _wake.Dispose();
+    }
+
+    // Sampling of every row of one pass, one sequence per item.
+    private sealed class SamplingJob : Kernels.Threading.IParallelJob
+    {
+        private List<Request> _owners = [];
+        private float[] _logits = [];
+        private int _vocab;
+        public GenerationStep?[] Steps = [];
+
+        public void Prepare(List<Request> owners, float[] logits, int vocab)
+        {
+            _owners = owners;
+            _logits = logits;
+            _vocab = vocab;
+            if (Steps.Length < owners.Count) Steps = new GenerationStep?[owners.Count];
+        }
+
+        public void Execute(int index, int worker) =>
+            Steps[index] = _owners[index].Seq.Choose(_logits.AsSpan(index * _vocab, _vocab));
     }
 
     private sealed class Slot(int index)

@@ -425,6 +425,12 @@ public sealed unsafe class Transformer : IDisposable
     /// <summary>Stops the worker threads.</summary>
     public void Dispose() => _pool.Dispose();
 
+    /// <summary>
+    /// Runs <c>job.Execute(i, worker)</c> for every i in [0, <paramref name="count"/>) on the model's workers (the
+    /// caller is worker 0), between passes: per-sequence work such as sampling several sequences' next tokens.
+    /// </summary>
+    public void RunParallel(IParallelJob job, int count) => _pool.Run(job, count);
+
     private static float[] ToFloats(WeightTensor t)
     {
         var f = new float[t.ElementCount];
