@@ -246,3 +246,22 @@ public sealed class ToolCallingTests : IDisposable
         Assert.Contains("<|start_header_id|>ipython<|end_header_id|>\n\n\"18 C and sunny\"<|eot_id|>", script.LastPromptText());
     }
 }
+
+/// <summary>The README's IChatClient example, run on the tiny model (gibberish text, real plumbing).</summary>
+public sealed class ReadmeExampleTests
+{
+    [Fact]
+    public async Task The_IChatClient_example_runs_and_reports_usage()
+    {
+        using var llama = LlamaChatClient.Open(SharedData.Path("models", "tiny", "llama3-tiny-BF16.gguf"), context: 256, slots: 2);
+        IChatClient client = new ChatClientBuilder(llama).UseFunctionInvocation().Build();
+        var weather = AIFunctionFactory.Create((string city) => $"18 C in {city}", "get_weather", "Gets the weather in a city");
+        var response = await client.GetResponseAsync("What is the weather in Paris?",
+            new ChatOptions { Tools = [weather], Temperature = 0.6f, MaxOutputTokens = 12, Seed = 1 });
+        Assert.Equal(Microsoft.Extensions.AI.ChatFinishReason.Length, response.FinishReason); // a random model does not end its turn in 12 tokens
+        Assert.Equal(12, response.Usage!.OutputTokenCount);
+        Assert.True(response.Usage.InputTokenCount > 100); // the tool declaration is in the prompt
+        Assert.Equal("llama3-tiny-BF16", llama.Metadata.DefaultModelId);
+        Assert.Same(llama.Engine, llama.GetService(typeof(ChatEngine)));
+    }
+}
