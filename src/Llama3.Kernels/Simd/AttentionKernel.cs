@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Llama3.Kernels.Simd;
 
@@ -27,6 +28,11 @@ public static class AttentionKernel
         ref float qr = ref MemoryMarshal.GetReference(q);
         ref float kr = ref MemoryMarshal.GetReference(keys);
         ref float sr = ref MemoryMarshal.GetReference(scores);
+        if (Wide(hd))
+        {
+            Scores512(ref qr, group, hd, ref Unsafe.Add(ref kr, kvOffset), kvStride, positions, scale, ref sr, scoresStride);
+            return;
+        }
         for (int j = 0; j < positions; j++)
         {
             ref float k = ref Unsafe.Add(ref kr, j * kvStride + kvOffset);
@@ -77,6 +83,11 @@ public static class AttentionKernel
         ref float vr = ref MemoryMarshal.GetReference(values);
         ref float sr = ref MemoryMarshal.GetReference(scores);
         ref float or = ref MemoryMarshal.GetReference(output);
+        if (Wide(hd))
+        {
+            WeightedSum512(ref sr, scoresStride, group, ref Unsafe.Add(ref vr, kvOffset), kvStride, positions, hd, ref or);
+            return;
+        }
         Span<Vector256<float>> acc = stackalloc Vector256<float>[32];
         int chunks = hd / 8;
         for (int g = 0; g < group; g++)
@@ -106,6 +117,157 @@ public static class AttentionKernel
                 for (int j = 0; j < positions; j++) sum += scores[g * scoresStride + j] * values[j * kvStride + kvOffset + i];
                 output[g * hd + i] = sum;
             }
+    }
+
+    // The AVX-512 paths, for the head sizes of Llama 3 (64: 3.2 1B; 128: 3.2 3B, 3.1 8B and 70B).
+    private static bool Wide(int hd) => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && hd is 64 or 128;
+
+    // Four positions at a time: each query chunk is loaded once for four keys, and the four dot products are reduced
+    // together (three horizontal adds for four sums instead of a full reduction per score).
+    private static void Scores512(ref float q, int group, int hd, ref float k, int kvStride, int positions, float scale, ref float s, int scoresStride)
+    {
+        var vscale = Vector128.Create(scale);
+        int j = 0;
+        for (; j + 4 <= positions; j += 4)
+        {
+            ref float k0 = ref Unsafe.Add(ref k, j * kvStride);
+            ref float k1 = ref Unsafe.Add(ref k0, kvStride);
+            ref float k2 = ref Unsafe.Add(ref k1, kvStride);
+            ref float k3 = ref Unsafe.Add(ref k2, kvStride);
+            for (int g = 0; g < group; g++)
+            {
+                ref float qg = ref Unsafe.Add(ref q, g * hd);
+                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int c = 0; c < hd; c += 16)
+                {
+                    var qv = Vector512.LoadUnsafe(ref qg, (nuint)c);
+                    a0 = Vector512.FusedMultiplyAdd(qv, Vector512.LoadUnsafe(ref k0, (nuint)c), a0);
+                    a1 = Vector512.FusedMultiplyAdd(qv, Vector512.LoadUnsafe(ref k1, (nuint)c), a1);
+                    a2 = Vector512.FusedMultiplyAdd(qv, Vector512.LoadUnsafe(ref k2, (nuint)c), a2);
+                    a3 = Vector512.FusedMultiplyAdd(qv, Vector512.LoadUnsafe(ref k3, (nuint)c), a3);
+                }
+                (Sum4(a0, a1, a2, a3) / vscale).StoreUnsafe(ref Unsafe.Add(ref s, g * scoresStride + j));
+            }
+        }
+        for (; j < positions; j++)
+        {
+            ref float kj = ref Unsafe.Add(ref k, j * kvStride);
+            for (int g = 0; g < group; g++)
+            {
+                ref float qg = ref Unsafe.Add(ref q, g * hd);
+                Vector512<float> a = default;
+                for (int c = 0; c < hd; c += 16)
+                    a = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref qg, (nuint)c), Vector512.LoadUnsafe(ref kj, (nuint)c), a);
+                Unsafe.Add(ref s, g * scoresStride + j) = Vector512.Sum(a) / scale;
+            }
+        }
+    }
+
+    // [Σa0, Σa1, Σa2, Σa3].
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Sum4(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
+    {
+        Vector256<float> r0 = a0.GetLower() + a0.GetUpper(), r1 = a1.GetLower() + a1.GetUpper();
+        Vector256<float> r2 = a2.GetLower() + a2.GetUpper(), r3 = a3.GetLower() + a3.GetUpper();
+        Vector256<float> h = Avx.HorizontalAdd(Avx.HorizontalAdd(r0, r1), Avx.HorizontalAdd(r2, r3));
+        return h.GetLower() + h.GetUpper();
+    }
+
+    // Position by position, each value row loaded once for several query heads, whose accumulators stay in registers
+    // (head size 64: four heads at a time; 128: two).
+    private static void WeightedSum512(ref float s, int scoresStride, int group, ref float v, int kvStride, int positions, int hd, ref float o)
+    {
+        int g = 0;
+        if (hd == 64)
+        {
+            for (; g + 4 <= group; g += 4)
+                WeightedSum64x4(ref Unsafe.Add(ref s, g * scoresStride), scoresStride, ref v, kvStride, positions, ref Unsafe.Add(ref o, g * hd));
+        }
+        else
+        {
+            for (; g + 2 <= group; g += 2)
+                WeightedSum128x2(ref Unsafe.Add(ref s, g * scoresStride), scoresStride, ref v, kvStride, positions, ref Unsafe.Add(ref o, g * hd));
+        }
+        for (; g < group; g++)
+        {
+            ref float sg = ref Unsafe.Add(ref s, g * scoresStride);
+            ref float og = ref Unsafe.Add(ref o, g * hd);
+            for (int c = 0; c < hd; c += 64)
+            {
+                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int j = 0; j < positions; j++)
+                {
+                    var w = Vector512.Create(Unsafe.Add(ref sg, j));
+                    ref float vj = ref Unsafe.Add(ref v, j * kvStride + c);
+                    a0 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref vj, 0), w, a0);
+                    a1 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref vj, 16), w, a1);
+                    a2 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref vj, 32), w, a2);
+                    a3 = Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref vj, 48), w, a3);
+                }
+                a0.StoreUnsafe(ref og, (nuint)c);
+                a1.StoreUnsafe(ref og, (nuint)(c + 16));
+                a2.StoreUnsafe(ref og, (nuint)(c + 32));
+                a3.StoreUnsafe(ref og, (nuint)(c + 48));
+            }
+        }
+    }
+
+    private static void WeightedSum64x4(ref float s, int scoresStride, ref float v, int kvStride, int positions, ref float o)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        ref float s1 = ref Unsafe.Add(ref s, scoresStride);
+        ref float s2 = ref Unsafe.Add(ref s1, scoresStride);
+        ref float s3 = ref Unsafe.Add(ref s2, scoresStride);
+        for (int j = 0; j < positions; j++)
+        {
+            ref float vj = ref Unsafe.Add(ref v, j * kvStride);
+            var v0 = Vector512.LoadUnsafe(ref vj, 0);
+            var v1 = Vector512.LoadUnsafe(ref vj, 16);
+            var v2 = Vector512.LoadUnsafe(ref vj, 32);
+            var v3 = Vector512.LoadUnsafe(ref vj, 48);
+            var w = Vector512.Create(Unsafe.Add(ref s, j));
+            a00 = Vector512.FusedMultiplyAdd(v0, w, a00); a01 = Vector512.FusedMultiplyAdd(v1, w, a01);
+            a02 = Vector512.FusedMultiplyAdd(v2, w, a02); a03 = Vector512.FusedMultiplyAdd(v3, w, a03);
+            w = Vector512.Create(Unsafe.Add(ref s1, j));
+            a10 = Vector512.FusedMultiplyAdd(v0, w, a10); a11 = Vector512.FusedMultiplyAdd(v1, w, a11);
+            a12 = Vector512.FusedMultiplyAdd(v2, w, a12); a13 = Vector512.FusedMultiplyAdd(v3, w, a13);
+            w = Vector512.Create(Unsafe.Add(ref s2, j));
+            a20 = Vector512.FusedMultiplyAdd(v0, w, a20); a21 = Vector512.FusedMultiplyAdd(v1, w, a21);
+            a22 = Vector512.FusedMultiplyAdd(v2, w, a22); a23 = Vector512.FusedMultiplyAdd(v3, w, a23);
+            w = Vector512.Create(Unsafe.Add(ref s3, j));
+            a30 = Vector512.FusedMultiplyAdd(v0, w, a30); a31 = Vector512.FusedMultiplyAdd(v1, w, a31);
+            a32 = Vector512.FusedMultiplyAdd(v2, w, a32); a33 = Vector512.FusedMultiplyAdd(v3, w, a33);
+        }
+        a00.StoreUnsafe(ref o, 0); a01.StoreUnsafe(ref o, 16); a02.StoreUnsafe(ref o, 32); a03.StoreUnsafe(ref o, 48);
+        a10.StoreUnsafe(ref o, 64); a11.StoreUnsafe(ref o, 80); a12.StoreUnsafe(ref o, 96); a13.StoreUnsafe(ref o, 112);
+        a20.StoreUnsafe(ref o, 128); a21.StoreUnsafe(ref o, 144); a22.StoreUnsafe(ref o, 160); a23.StoreUnsafe(ref o, 176);
+        a30.StoreUnsafe(ref o, 192); a31.StoreUnsafe(ref o, 208); a32.StoreUnsafe(ref o, 224); a33.StoreUnsafe(ref o, 240);
+    }
+
+    private static void WeightedSum128x2(ref float s, int scoresStride, ref float v, int kvStride, int positions, ref float o)
+    {
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default, a06 = default, a07 = default;
+        Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default, a16 = default, a17 = default;
+        ref float s1 = ref Unsafe.Add(ref s, scoresStride);
+        for (int j = 0; j < positions; j++)
+        {
+            ref float vj = ref Unsafe.Add(ref v, j * kvStride);
+            var w0 = Vector512.Create(Unsafe.Add(ref s, j));
+            var w1 = Vector512.Create(Unsafe.Add(ref s1, j));
+            var x = Vector512.LoadUnsafe(ref vj, 0); a00 = Vector512.FusedMultiplyAdd(x, w0, a00); a10 = Vector512.FusedMultiplyAdd(x, w1, a10);
+            x = Vector512.LoadUnsafe(ref vj, 16); a01 = Vector512.FusedMultiplyAdd(x, w0, a01); a11 = Vector512.FusedMultiplyAdd(x, w1, a11);
+            x = Vector512.LoadUnsafe(ref vj, 32); a02 = Vector512.FusedMultiplyAdd(x, w0, a02); a12 = Vector512.FusedMultiplyAdd(x, w1, a12);
+            x = Vector512.LoadUnsafe(ref vj, 48); a03 = Vector512.FusedMultiplyAdd(x, w0, a03); a13 = Vector512.FusedMultiplyAdd(x, w1, a13);
+            x = Vector512.LoadUnsafe(ref vj, 64); a04 = Vector512.FusedMultiplyAdd(x, w0, a04); a14 = Vector512.FusedMultiplyAdd(x, w1, a14);
+            x = Vector512.LoadUnsafe(ref vj, 80); a05 = Vector512.FusedMultiplyAdd(x, w0, a05); a15 = Vector512.FusedMultiplyAdd(x, w1, a15);
+            x = Vector512.LoadUnsafe(ref vj, 96); a06 = Vector512.FusedMultiplyAdd(x, w0, a06); a16 = Vector512.FusedMultiplyAdd(x, w1, a16);
+            x = Vector512.LoadUnsafe(ref vj, 112); a07 = Vector512.FusedMultiplyAdd(x, w0, a07); a17 = Vector512.FusedMultiplyAdd(x, w1, a17);
+        }
+        a00.StoreUnsafe(ref o, 0); a01.StoreUnsafe(ref o, 16); a02.StoreUnsafe(ref o, 32); a03.StoreUnsafe(ref o, 48);
+        a04.StoreUnsafe(ref o, 64); a05.StoreUnsafe(ref o, 80); a06.StoreUnsafe(ref o, 96); a07.StoreUnsafe(ref o, 112);
+        a10.StoreUnsafe(ref o, 128); a11.StoreUnsafe(ref o, 144); a12.StoreUnsafe(ref o, 160); a13.StoreUnsafe(ref o, 176);
+        a14.StoreUnsafe(ref o, 192); a15.StoreUnsafe(ref o, 208); a16.StoreUnsafe(ref o, 224); a17.StoreUnsafe(ref o, 240);
     }
 
     private static void Check(ReadOnlySpan<float> perHead, int group, int hd, ReadOnlySpan<float> cache, int kvStride, int kvOffset,

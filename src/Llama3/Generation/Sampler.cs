@@ -1,3 +1,4 @@
+using Llama3.Kernels.Simd;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
@@ -33,7 +34,7 @@ namespace Llama3.Generation;
 /// <item><description>Draw: one uniform double from xoshiro256** (<see cref="SamplerRandom"/>) per call, against the
 /// renormalized survivors.</description></item>
 /// </list>
-/// <para>Reproducibility: the softmax weights come from our own exp (<see cref="ExpScalar"/>: cephes' <c>expf</c> in
+/// <para>Reproducibility: the softmax weights come from our own exp (<see cref="Activations.ExpScalar"/>: cephes' <c>expf</c> in
 /// plain IEEE float arithmetic, its vector form bit-identical lane by lane) and every sum runs in an order our code
 /// fixes, never one that depends on the vector width or a C library; so given the same logits and seed every machine
 /// draws the same tokens.</para>
@@ -392,7 +393,7 @@ public sealed class Sampler
 
     /// <summary>
     /// 127 minus the binary exponent of a weight in (0, 1] (so [2^-b, 2^-b+1) is bucket b; 1 is bucket 0), and the last
-    /// bucket for 0. Weights are 0 or normal floats (<see cref="ExpCut"/>), so the exponent field says it all.
+    /// bucket for 0. Weights are 0 or normal floats (<see cref="Activations.ExpCut"/>), so the exponent field says it all.
     /// </summary>
     private static int ExponentBucket(float w) => 127 - (int)(BitConverter.SingleToUInt32Bits(w) >> 23);
 
@@ -502,13 +503,13 @@ public sealed class Sampler
 
     /// <summary>exp((logit - max) / temperature); exactly 1 for the maximum, also when it is +infinity.</summary>
     internal static float Weight(float logit, float max, float temperature) =>
-        logit == max ? 1f : ExpScalar((logit - max) / temperature);
+        logit == max ? 1f : Activations.ExpScalar((logit - max) / temperature);
 
     private static float Logprob(float logit, float max, double logZ) =>
         (float)((logit == max ? 0.0 : (double)logit - max) - logZ);
 
     /// <summary>
-    /// <see cref="Weight"/> of every logit: <see cref="ExpScalar"/> in <see cref="Vector{T}"/> lanes, the same operations
+    /// <see cref="Weight"/> of every logit: <see cref="Activations.ExpScalar"/> in <see cref="Vector{T}"/> lanes, the same operations
     /// in the same order, so each lane's bits equal the scalar twin's whatever the vector width.
     /// </summary>
     internal static void Weights(ReadOnlySpan<float> logits, float max, float temperature, Span<float> weights)
@@ -520,51 +521,10 @@ public sealed class Sampler
             var vw = MemoryMarshal.Cast<float, Vector<float>>(weights);
             var vmax = new Vector<float>(max);
             var vt = new Vector<float>(temperature);
-            for (int v = 0; v < vl.Length; v++) vw[v] = ExpVector((vl[v] - vmax) / vt);
+            for (int v = 0; v < vl.Length; v++) vw[v] = Activations.ExpVector((vl[v] - vmax) / vt);
             i = vl.Length * Vector<float>.Count;
         }
         for (; i < logits.Length; i++) weights[i] = Weight(logits[i], max, temperature);
-    }
-
-    // cephes expf (Moshier, cephes/single/expf.c): x = k ln2 + r with ln 2 split in C1 + C2 (Cody and Waite; k C1 is exact),
-    // e^r = 1 + r + r^2 P(r) on |r| <= ln2/2 (peak relative error 4.2e-9 in exact arithmetic, about 1 ulp in float), then 2^k.
-    private const float Log2E = 1.44269504088896341f, C1 = 0.693359375f, C2 = -2.12194440e-4f;
-    private const float P0 = 1.9875691500e-4f, P1 = 1.3981999507e-3f, P2 = 8.3334519073e-3f,
-        P3 = 4.1665795894e-2f, P4 = 1.6666665459e-1f, P5 = 5.0000001201e-1f;
-
-    /// <summary>
-    /// Weights below e^-86 relative to the maximum are 0: 2^k then stays a normal float (no subnormal arithmetic), and
-    /// such a token's probability (below 1e-37) is far under what a 53-bit draw can pick.
-    /// </summary>
-    private const float ExpCut = -86f;
-
-    /// <summary>
-    /// e^x for x &lt;= 0 in plain IEEE float arithmetic (no fused multiply-add, no C library call): the same bits on every
-    /// machine and .NET version. 0 at or below <see cref="ExpCut"/> (and for -infinity).
-    /// </summary>
-    internal static float ExpScalar(float x)
-    {
-        if (!(x > ExpCut)) return 0f;
-        float k = MathF.Round(x * Log2E);
-        float r = x - k * C1 - k * C2;
-        float z = r * r;
-        float y = (((((P0 * r + P1) * r + P2) * r + P3) * r + P4) * r + P5) * z + r + 1f;
-        return y * BitConverter.Int32BitsToSingle(((int)k + 127) << 23);
-    }
-
-    /// <summary><see cref="ExpScalar"/> in every lane.</summary>
-    internal static Vector<float> ExpVector(Vector<float> x)
-    {
-        var cut = new Vector<float>(ExpCut);
-        var valid = Vector.GreaterThan(x, cut);
-        x = Vector.Max(x, cut);
-        var k = Vector.Round(x * new Vector<float>(Log2E));
-        var r = x - k * new Vector<float>(C1) - k * new Vector<float>(C2);
-        var z = r * r;
-        var y = (((((new Vector<float>(P0) * r + new Vector<float>(P1)) * r + new Vector<float>(P2)) * r
-            + new Vector<float>(P3)) * r + new Vector<float>(P4)) * r + new Vector<float>(P5)) * z + r + Vector<float>.One;
-        var scale = Vector.AsVectorSingle(Vector.ShiftLeft(Vector.ConvertToInt32(k) + new Vector<int>(127), 23));
-        return Vector.ConditionalSelect(valid, y * scale, Vector<float>.Zero);
     }
 
     /// <summary>

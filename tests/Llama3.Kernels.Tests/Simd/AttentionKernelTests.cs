@@ -8,6 +8,7 @@ public class AttentionKernelTests
     public static TheoryData<int, int, int> Shapes => new()
     {
         { 1, 8, 1 }, { 4, 64, 7 }, { 4, 64, 257 }, { 1, 64, 4097 }, { 8, 128, 33 }, { 2, 24, 31 }, { 3, 6, 5 }, { 4, 256, 32 },
+        { 3, 128, 5 }, { 5, 64, 6 }, { 2, 128, 3 }, { 7, 64, 1 }, { 1, 128, 4 },
     };
 
     [Theory]
