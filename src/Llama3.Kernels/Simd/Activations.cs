@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Llama3.Kernels.Simd;
 
@@ -51,6 +52,63 @@ public static class Activations
         TensorPrimitives.Multiply(x, 1f / sum, x);
     }
 
+    /// <summary>
+    /// The unnormalized half of a softmax, in one pass after the max: <c>x[i] = exp(x[i] - max(x))</c>, returning
+    /// <c>Σ x[i]</c>. Attention divides its weighted sum by that instead of dividing every weight.
+    /// </summary>
+    public static float ExpShifted(Span<float> x)
+    {
+        float max = TensorPrimitives.Max(x);
+        int i = 0;
+        float sum = 0;
+        if (Vector512.IsHardwareAccelerated && float.IsFinite(max))
+        {
+            var v = MemoryMarshal.Cast<float, Vector512<float>>(x);
+            var vmax = Vector512.Create(max);
+            var acc = Vector512<float>.Zero;
+            for (int k = 0; k < v.Length; k++) acc += v[k] = Exp512(v[k] - vmax);
+            sum = Vector512.Sum(acc);
+            i = v.Length * Vector512<float>.Count;
+        }
+        else if (Vector.IsHardwareAccelerated && float.IsFinite(max))
+        {
+            var v = MemoryMarshal.Cast<float, Vector<float>>(x);
+            var vmax = new Vector<float>(max);
+            var acc = Vector<float>.Zero;
+            for (int k = 0; k < v.Length; k++) acc += v[k] = ExpVector(v[k] - vmax);
+            sum = Vector.Sum(acc);
+            i = v.Length * Vector<float>.Count;
+        }
+        for (; i < x.Length; i++) sum += x[i] = ExpScalar(x[i] - max);
+        return sum;
+    }
+
+    // ExpVector's steps (cephes expf) in 512-bit lanes; lane by lane the same bits as ExpScalar (no fused multiply-add).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Exp512(Vector512<float> x)
+    {
+        var cut = Vector512.Create(ExpCut);
+        var valid = Vector512.GreaterThan(x, cut);
+        x = Vector512.Max(x, cut);
+        var k = Vector512.Round(x * Vector512.Create(Log2E));
+        var r = x - k * Vector512.Create(C1) - k * Vector512.Create(C2);
+        var z = r * r;
+        var y = (((((Vector512.Create(P0) * r + Vector512.Create(P1)) * r + Vector512.Create(P2)) * r
+            + Vector512.Create(P3)) * r + Vector512.Create(P4)) * r + Vector512.Create(P5)) * z + r + Vector512<float>.One;
+        var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(k) + Vector512.Create(127), 23).AsSingle();
+        return Vector512.ConditionalSelect(valid, y * scale, Vector512<float>.Zero);
+    }
+
+    /// <summary>The scalar twin of <see cref="ExpShifted"/>.</summary>
+    public static float ExpShiftedScalar(Span<float> x)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float v in x) max = MathF.Max(max, v);
+        float sum = 0;
+        for (int i = 0; i < x.Length; i++) sum += x[i] = ExpScalar(x[i] - max);
+        return sum;
+    }
+
     /// <summary>The scalar twin of <see cref="Softmax"/>.</summary>
     public static void SoftmaxScalar(Span<float> x)
     {
@@ -88,6 +146,7 @@ public static class Activations
     }
 
     /// <summary><see cref="ExpScalar"/> in every lane.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static Vector<float> ExpVector(Vector<float> x)
     {
         var cut = new Vector<float>(ExpCut);

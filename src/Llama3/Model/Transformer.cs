@@ -416,9 +416,12 @@ public sealed unsafe class Transformer : IDisposable
             var q = owner._q.AsSpan(t * qDim + kvh * group * hd, group * hd);
             var scores = _scores[worker].AsSpan(0, group * positions);
             AttentionKernel.Scores(q, group, hd, cache.KLayer(_layer), kvDim, kvh * hd, positions, MathF.Sqrt(hd), scores, positions);
-            for (int g = 0; g < group; g++) Activations.Softmax(scores.Slice(g * positions, positions));
-            AttentionKernel.WeightedSum(scores, positions, group, cache.VLayer(_layer), kvDim, kvh * hd, positions, hd,
-                owner._attnOut.AsSpan(t * qDim + kvh * group * hd, group * hd));
+            // softmax, then · values: the weights exponentiated in one pass, the weighted sum divided by their total.
+            Span<float> sums = stackalloc float[group];
+            for (int g = 0; g < group; g++) sums[g] = Activations.ExpShifted(scores.Slice(g * positions, positions));
+            var output = owner._attnOut.AsSpan(t * qDim + kvh * group * hd, group * hd);
+            AttentionKernel.WeightedSum(scores, positions, group, cache.VLayer(_layer), kvDim, kvh * hd, positions, hd, output);
+            for (int g = 0; g < group; g++) TensorPrimitives.Multiply(output.Slice(g * hd, hd), 1f / sums[g], output.Slice(g * hd, hd));
         }
     }
 

@@ -58,6 +58,21 @@ public class FloatKernelTwinTests
     }
 
     [Theory]
+    [MemberData(nameof(Lengths))]
+    public void ExpShifted(int n)
+    {
+        var x = Random(n, n + 1, 40);
+        var a = (float[])x.Clone();
+        var b = (float[])x.Clone();
+        float sa = Activations.ExpShifted(a);
+        float sb = Activations.ExpShiftedScalar(b);
+        Assert.Equal(b, a); // the same exp lane by lane
+        Close(sb, sa, sb);
+        Assert.Equal(1f, a[Array.IndexOf(x, x.Max())]);
+        Assert.InRange(sb, 1f, n); // the max contributes 1, every other weight at most 1
+    }
+
+    [Theory]
     [InlineData(GgmlType.F32, 7, 5)]
     [InlineData(GgmlType.F16, 33, 3)]
     [InlineData(GgmlType.BF16, 257, 2)]
