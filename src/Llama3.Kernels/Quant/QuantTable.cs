@@ -72,6 +72,15 @@ public delegate float DotRow(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> ac
 public delegate void DotRows(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRows, int activationRowBytes,
     int count, int n, Span<float> results);
 
+/// <summary>
+/// A tile of a matrix product: <paramref name="rows"/> weight rows, <paramref name="weightRowBytes"/> apart in
+/// <paramref name="weightRows"/>, each dotted with <paramref name="count"/> activation rows (1 to 8):
+/// <c>results[t * resultStride + r]</c> gets exactly the bits of <c>DotMany</c>'s result t for weight row r. A tile
+/// kernel does what depends only on the activations once for all the weight rows.
+/// </summary>
+public delegate void DotTileRows(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
+    int activationRowBytes, int count, int n, Span<float> results, int resultStride);
+
 /// <summary>One row of the quantization table: how a weight type is laid out and how it is read.</summary>
 /// <param name="Type">The ggml type number.</param>
 /// <param name="Name">The name ggml gives the type (as in GGUF tools' output).</param>
@@ -124,6 +133,22 @@ public sealed record QuantType(GgmlType Type, string Name, int BlockSize, int By
 
     private readonly DotRows? _dotMany;
 
+    /// <summary>
+    /// <see cref="DotMany"/> over several weight rows (see <see cref="DotTileRows"/>); the default calls
+    /// <see cref="DotMany"/> once per row. Read it once per matrix product.
+    /// </summary>
+    public DotTileRows DotTile
+    {
+        get => _dotTile ?? LoopTile;
+        init => _dotTile = value;
+    }
+
+    private readonly DotTileRows? _dotTile;
+
+    private void LoopTile(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
+        int activationRowBytes, int count, int n, Span<float> results, int resultStride) =>
+        QuantDotTileChecks.Loop(DotMany, weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride);
+
     private void LoopDot(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> activationRows, int activationRowBytes,
         int count, int n, Span<float> results) =>
         QuantDotMultiChecks.Loop(Dot, weightRow, activationRows, activationRowBytes, count, n, results);
@@ -152,7 +177,7 @@ public static class QuantTable
         Row(GgmlType.F32, "F32", 1, 4, FloatRows.DequantizeF32, ToF32, QuantDot.DotF32, QuantDotScalar.DotF32),
         Row(GgmlType.F16, "F16", 1, 2, FloatRows.DequantizeF16, ToF16, QuantDot.DotF16, QuantDotScalar.DotF16),
         Row(GgmlType.BF16, "BF16", 1, 2, FloatRows.DequantizeBF16, ToBF16, QuantDot.DotBF16, QuantDotScalar.DotBF16),
-        Row(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0, ToQ8_0, QuantDot.DotQ4_0, QuantDotScalar.DotQ4_0, QuantDot.DotManyQ4_0),
+        Row(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0, ToQ8_0, QuantDot.DotQ4_0, QuantDotScalar.DotQ4_0, QuantDot.DotManyQ4_0, QuantDot.DotTileQ4_0),
         Row(GgmlType.Q4_1, "Q4_1", 32, 2 + 2 + 16, Blocks32.DequantizeQ4_1, ToQ8_1, QuantDot.DotQ4_1, QuantDotScalar.DotQ4_1),
         Row(GgmlType.Q5_0, "Q5_0", 32, 2 + 4 + 16, Blocks32.DequantizeQ5_0, ToQ8_0, QuantDot.DotQ5_0, QuantDotScalar.DotQ5_0),
         Row(GgmlType.Q5_1, "Q5_1", 32, 2 + 2 + 4 + 16, Blocks32.DequantizeQ5_1, ToQ8_1, QuantDot.DotQ5_1, QuantDotScalar.DotQ5_1),
@@ -178,10 +203,11 @@ public static class QuantTable
     private readonly record struct ActivationType(GgmlType Type, QuantizeActivationRow Quantize, QuantizeActivationRow QuantizeScalar);
 
     private static QuantType Row(GgmlType type, string name, int blockSize, int bytesPerBlock, DequantizeRow dequantize,
-        ActivationType activations, DotRow dot, DotRow dotScalar, DotRows? dotMany = null) =>
+        ActivationType activations, DotRow dot, DotRow dotScalar, DotRows? dotMany = null, DotTileRows? dotTile = null) =>
         new(type, name, blockSize, bytesPerBlock, dequantize)
         {
             DotMany = dotMany!,
+            DotTile = dotTile!,
             VecDotType = activations.Type,
             QuantizeActivations = activations.Quantize,
             QuantizeActivationsScalar = activations.QuantizeScalar,

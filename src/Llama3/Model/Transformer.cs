@@ -362,25 +362,23 @@ public sealed unsafe class Transformer : IDisposable
                 return;
             }
             var act = owner._actQ;
-            var dot = _type.Dot;
-            var dotMany = _type.DotMany; // read once: the default is a new delegate per read
             int rowBytes = checked((int)_rowBytes), ab = ActivationBytes;
-            Span<float> results = stackalloc float[8];
-            for (int r = start; r < end; r++)
+            if (_n == 1)
             {
-                var wRow = new ReadOnlySpan<byte>(_data + r * _rowBytes, rowBytes);
-                if (_n == 1)
-                {
-                    _y[r] = dot(wRow, act.AsSpan(0, ab), _cols);
-                    continue;
-                }
-                // Prompt processing: each weight block is decoded once for up to 8 tokens (bit-identical to Dot per token).
-                for (int t0 = 0; t0 < _n; t0 += 8)
-                {
-                    int count = Math.Min(8, _n - t0);
-                    dotMany(wRow, act.AsSpan(t0 * ab, count * ab), ab, count, _cols, results);
-                    for (int i = 0; i < count; i++) _y[(long)(t0 + i) * _rows + r] = results[i];
-                }
+                var dot = _type.Dot;
+                for (int r = start; r < end; r++)
+                    _y[r] = dot(new ReadOnlySpan<byte>(_data + r * _rowBytes, rowBytes), act.AsSpan(0, ab), _cols);
+                return;
+            }
+            // Several tokens: each weight block is decoded once for up to 8 of them, and what depends only on the
+            // activations once for the chunk's rows (bit-identical to Dot per row and token).
+            var tile = _type.DotTile; // read once: the default is a new delegate per read
+            var weights = new ReadOnlySpan<byte>(_data + start * _rowBytes, checked((end - start) * rowBytes));
+            for (int t0 = 0; t0 < _n; t0 += 8)
+            {
+                int count = Math.Min(8, _n - t0);
+                var results = new Span<float>(_y + (long)t0 * _rows + start, (count - 1) * _rows + (end - start));
+                tile(weights, rowBytes, end - start, act.AsSpan(t0 * ab, count * ab), ab, count, _cols, results, _rows);
             }
         }
     }

@@ -1,0 +1,138 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Llama3.Kernels.Quant;
+using static Llama3.Kernels.Simd.QuantDotHelpers;
+
+namespace Llama3.Kernels.Simd;
+
+// Tiles of a matrix product (QuantType.DotTile): several weight rows with up to 8 activation rows in one call, so what
+// depends only on the activations is done once for all the weight rows. For Q4_0 on AVX-512 that is the activation
+// blocks' scales, read as floats once instead of once per weight row (the 4-token inner loop then spends a load and a
+// permute on them instead of two table lookups, two multiplies and a blend per block pair and token). Every result has
+// the bits of DotMany for its weight row: the same products, FMAs and sums in the same lanes and order.
+public static unsafe partial class QuantDot
+{
+    /// <summary>Q4_0 weights, several rows, with several Q8_0 activation rows (see <see cref="DotTileRows"/>).</summary>
+    public static void DotTileQ4_0(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
+        int activationRowBytes, int count, int n, Span<float> results, int resultStride) =>
+        DotTileQ4_0(weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride, KernelPaths.Best);
+
+    internal static void DotTileQ4_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride, KernelPath path)
+    {
+        QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
+        if (rows == 0) return;
+        Span<float> one = stackalloc float[8];
+        int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, one, 32, 18, 34, "Q4_0", "Q8_0");
+        if (path != KernelPath.Avx512 || count < 4 || blocks % 2 != 0)
+        {
+            for (int row = 0; row < rows; row++)
+            {
+                DotManyQ4_0(w.Slice(row * wStride, wStride), a, aStride, count, n, one, path);
+                for (int t = 0; t < count; t++) results[t * resultStride + row] = one[t];
+            }
+            return;
+        }
+        // The activations' block scales as floats, token by token (two spare floats: the loop reads pairs).
+        float[]? rented = null;
+        int scaleCount = count * blocks + 2;
+        Span<float> scales = scaleCount <= 4096 ? stackalloc float[scaleCount] : (rented = System.Buffers.ArrayPool<float>.Shared.Rent(scaleCount));
+        try
+        {
+            fixed (byte* x0 = w, y = a)
+            fixed (float* r = results, ys = scales)
+            {
+                for (int t = 0; t < count; t++)
+                    for (int b = 0; b < blocks; b++) ys[t * blocks + b] = Half(y + (nint)t * aStride + b * 34);
+                float* part = stackalloc float[4];
+                for (int row = 0; row < rows; row++)
+                {
+                    byte* x = x0 + (nint)row * wStride;
+                    int t = 0;
+                    for (; t + 4 <= count; t += 4)
+                        Q4_0Avx512Rows4Scaled(x, y + (nint)t * aStride, aStride, ys + t * blocks, blocks, r + (nint)t * resultStride + row, resultStride);
+                    byte* yi = y + (nint)t * aStride;
+                    switch (count - t)
+                    {
+                        case 3: Q4_0Avx512Rows3(x, yi, aStride, blocks, part); break;
+                        case 2: Q4_0Avx512Rows2(x, yi, aStride, blocks, part); break;
+                        case 1: part[0] = Q4_0Avx512(x, yi, blocks); break;
+                    }
+                    for (int i = 0; i < count - t; i++) r[(nint)(t + i) * resultStride + row] = part[i];
+                }
+            }
+        }
+        finally
+        {
+            if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
+        }
+    }
+
+    // Q4_0Avx512Rows with rows = 4, the activation scales read from ys (blocks floats per token) and the weight scales of
+    // a block pair multiplied in one vector: the same products dx·dy as Q4_0Pair's scalar multiplies, lane by lane.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Q4_0Avx512Rows4Scaled(byte* x, byte* y, nint s, float* ys, int blocks, float* r, int rStride)
+    {
+        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero, acc2 = Vector512<float>.Zero, acc3 = Vector512<float>.Zero;
+        byte* y0 = y, y1 = y + s, y2 = y + 2 * s, y3 = y + 3 * s;
+        float* s0 = ys, s1 = ys + blocks, s2 = ys + 2 * blocks, s3 = ys + 3 * blocks;
+        var pairs = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        for (int b = 0; b < blocks; b += 2, x += 36, y0 += 68, y1 += 68, y2 += 68, y3 += 68)
+        {
+            Vector256<byte> q = Vector256.Create(Vector128.Load(x + 2), Vector128.Load(x + 20));
+            Vector512<uint> halves = Join(q, (q.AsUInt16() >> 4).AsByte()).AsUInt32();
+            Vector512<byte> nibbles = Avx512F.Shuffle4x128(halves, halves, 0xD8).AsByte() & Vector512.Create((byte)0x0F);
+            Vector512<float> dx = Avx512F.PermuteVar16x32(Vector128.Create(Half(x), Half(x + 18), 0f, 0f).ToVector256Unsafe().ToVector512Unsafe(), pairs);
+            acc0 = Q4_0PairScaled(acc0, nibbles, y0, dx, s0 + b, pairs);
+            acc1 = Q4_0PairScaled(acc1, nibbles, y1, dx, s1 + b, pairs);
+            acc2 = Q4_0PairScaled(acc2, nibbles, y2, dx, s2 + b, pairs);
+            acc3 = Q4_0PairScaled(acc3, nibbles, y3, dx, s3 + b, pairs);
+        }
+        // + 0f as Q4_0Avx512Rows adds its (empty) odd-block tail: the same bits, -0 included.
+        r[0] = Vector512.Sum(acc0) + 0f;
+        r[rStride] = Vector512.Sum(acc1) + 0f;
+        r[2 * rStride] = Vector512.Sum(acc2) + 0f;
+        r[3 * rStride] = Vector512.Sum(acc3) + 0f;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Q4_0PairScaled(Vector512<float> acc, Vector512<byte> nibbles, byte* y, Vector512<float> dx, float* dy,
+        Vector512<int> pairs)
+    {
+        Vector512<sbyte> yv = Join(Vector256.Load(y + 2), Vector256.Load(y + 36)).AsSByte();
+        Vector512<int> p = OffsetDotAvx512(nibbles, yv, 8);
+        Vector512<float> d = dx * Avx512F.PermuteVar16x32(Vector128.CreateScalarUnsafe(*(double*)dy).AsSingle().ToVector256Unsafe().ToVector512Unsafe(), pairs);
+        return Avx512F.FusedMultiplyAdd(d, Avx512F.ConvertToVector512Single(p), acc);
+    }
+}
+
+/// <summary>Argument checks and the default loop of <see cref="DotTileRows"/>.</summary>
+internal static class QuantDotTileChecks
+{
+    public static void Check(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count,
+        Span<float> results, int resultStride)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, 8);
+        ArgumentOutOfRangeException.ThrowIfLessThan(resultStride, rows);
+        if ((long)wStride * rows > w.Length) throw new ArgumentException($"{rows} weight rows of {wStride} bytes need {(long)wStride * rows} bytes, the span has {w.Length}");
+        if ((long)aStride * count > a.Length) throw new ArgumentException($"{count} activation rows of {aStride} bytes need {(long)aStride * count} bytes, the span has {a.Length}");
+        if (rows > 0 && (long)(count - 1) * resultStride + rows > results.Length)
+            throw new ArgumentException($"the results span holds {results.Length} floats, {(long)(count - 1) * resultStride + rows} needed");
+    }
+
+    /// <summary>The default: <c>DotMany</c> once per weight row.</summary>
+    public static void Loop(DotRows dotMany, ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride)
+    {
+        Check(w, wStride, rows, a, aStride, count, results, resultStride);
+        Span<float> part = stackalloc float[8];
+        for (int r = 0; r < rows; r++)
+        {
+            dotMany(w.Slice(r * wStride, wStride), a, aStride, count, n, part);
+            for (int t = 0; t < count; t++) results[t * resultStride + r] = part[t];
+        }
+    }
+}
