@@ -267,11 +267,7 @@ public sealed class LlamaServer : IAsyncDisposable
             Log(ctx, last!.Usage!);
             await WriteJson(ctx, 200, w =>
             {
-                w.WriteStartObject();
-                w.WriteString("id", id);
-                w.WriteString("object", "chat.completion");
-                w.WriteNumber("created", created);
-                w.WriteString("model", model);
+                Head(w, id, "chat.completion", created, model);
                 w.WriteStartArray("choices");
                 w.WriteStartObject();
                 w.WriteNumber("index", 0);
@@ -319,30 +315,36 @@ public sealed class LlamaServer : IAsyncDisposable
             }
         }
         if (request.IncludeUsage && usage is not null)
-            await WriteEvent(ctx, w =>
-            {
-                w.WriteStartObject();
-                w.WriteString("id", id);
-                w.WriteString("object", "chat.completion.chunk");
-                w.WriteNumber("created", created);
-                w.WriteString("model", model);
-                w.WriteStartArray("choices");
-                w.WriteEndArray();
-                WriteUsage(w, usage);
-                w.WriteEndObject();
-            }).ConfigureAwait(false);
+            await WriteUsageEvent(ctx, id, "chat.completion.chunk", created, model, usage).ConfigureAwait(false);
         await ctx.Response.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted).ConfigureAwait(false);
         if (usage is not null) Log(ctx, usage);
     }
 
-    private static void ChunkStart(Utf8JsonWriter w, string id, long created, string model, Action<Utf8JsonWriter> delta,
-        Action<Utf8JsonWriter>? logprobs, string? finish, bool nullUsage)
+    // The fields every response object starts with.
+    private static void Head(Utf8JsonWriter w, string id, string type, long created, string model)
     {
         w.WriteStartObject();
         w.WriteString("id", id);
-        w.WriteString("object", "chat.completion.chunk");
+        w.WriteString("object", type);
         w.WriteNumber("created", created);
         w.WriteString("model", model);
+    }
+
+    // The last event of a stream with stream_options.include_usage: no choices, the usage.
+    private static Task WriteUsageEvent(HttpContext ctx, string id, string type, long created, string model, ChatUsage usage) =>
+        WriteEvent(ctx, w =>
+        {
+            Head(w, id, type, created, model);
+            w.WriteStartArray("choices");
+            w.WriteEndArray();
+            WriteUsage(w, usage);
+            w.WriteEndObject();
+        });
+
+    private static void ChunkStart(Utf8JsonWriter w, string id, long created, string model, Action<Utf8JsonWriter> delta,
+        Action<Utf8JsonWriter>? logprobs, string? finish, bool nullUsage)
+    {
+        Head(w, id, "chat.completion.chunk", created, model);
         w.WriteStartArray("choices");
         w.WriteStartObject();
         w.WriteNumber("index", 0);
@@ -450,11 +452,7 @@ public sealed class LlamaServer : IAsyncDisposable
             Log(ctx, usage);
             await WriteJson(ctx, 200, w =>
             {
-                w.WriteStartObject();
-                w.WriteString("id", id);
-                w.WriteString("object", "text_completion");
-                w.WriteNumber("created", created);
-                w.WriteString("model", model);
+                Head(w, id, "text_completion", created, model);
                 w.WriteStartArray("choices");
                 w.WriteStartObject();
                 w.WriteString("text", echo + result.Text);
@@ -473,11 +471,7 @@ public sealed class LlamaServer : IAsyncDisposable
         StartEvents(ctx);
         void Chunk(Utf8JsonWriter w, string text, GenerationStep? step, string? finish)
         {
-            w.WriteStartObject();
-            w.WriteString("id", id);
-            w.WriteString("object", "text_completion");
-            w.WriteNumber("created", created);
-            w.WriteString("model", model);
+            Head(w, id, "text_completion", created, model);
             w.WriteStartArray("choices");
             w.WriteStartObject();
             w.WriteString("text", text);
@@ -503,18 +497,7 @@ public sealed class LlamaServer : IAsyncDisposable
         }
         var u = new ChatUsage(prompt.Count, generated);
         if (request.IncludeUsage)
-            await WriteEvent(ctx, w =>
-            {
-                w.WriteStartObject();
-                w.WriteString("id", id);
-                w.WriteString("object", "text_completion");
-                w.WriteNumber("created", created);
-                w.WriteString("model", model);
-                w.WriteStartArray("choices");
-                w.WriteEndArray();
-                WriteUsage(w, u);
-                w.WriteEndObject();
-            }).ConfigureAwait(false);
+            await WriteUsageEvent(ctx, id, "text_completion", created, model, u).ConfigureAwait(false);
         await ctx.Response.WriteAsync("data: [DONE]\n\n", ctx.RequestAborted).ConfigureAwait(false);
         Log(ctx, u);
     }

@@ -37,12 +37,16 @@ internal static class PythonText
         return sb.ToString().Replace("<", "\\u003c").Replace(">", "\\u003e").Replace("&", "\\u0026").Replace("'", "\\u0027");
     }
 
-    private static void WriteJson(JsonNode? node, StringBuilder sb)
+    private static void WriteJson(JsonNode? node, StringBuilder sb) => Write(node, sb, repr: false);
+
+    // json.dumps (repr: false) or Python's repr of what json.loads gives (repr: true): the same walk, Python's or
+    // JSON's names for null and the booleans, and each one's string quoting.
+    private static void Write(JsonNode? node, StringBuilder sb, bool repr)
     {
         switch (node)
         {
             case null:
-                sb.Append("null");
+                sb.Append(repr ? "None" : "null");
                 break;
             case JsonObject o:
                 sb.Append('{');
@@ -51,9 +55,9 @@ internal static class PythonText
                 {
                     if (!first) sb.Append(", ");
                     first = false;
-                    WriteJsonString(key, sb);
+                    WriteString(key, sb, repr);
                     sb.Append(": ");
-                    WriteJson(item, sb);
+                    Write(item, sb, repr);
                 }
                 sb.Append('}');
                 break;
@@ -62,7 +66,7 @@ internal static class PythonText
                 for (int i = 0; i < a.Count; i++)
                 {
                     if (i > 0) sb.Append(", ");
-                    WriteJson(a[i], sb);
+                    Write(a[i], sb, repr);
                 }
                 sb.Append(']');
                 break;
@@ -70,14 +74,20 @@ internal static class PythonText
                 var value = node.AsValue();
                 switch (value.GetValueKind())
                 {
-                    case JsonValueKind.String: WriteJsonString(value.GetValue<string>(), sb); break;
-                    case JsonValueKind.True: sb.Append("true"); break;
-                    case JsonValueKind.False: sb.Append("false"); break;
+                    case JsonValueKind.String: WriteString(value.GetValue<string>(), sb, repr); break;
+                    case JsonValueKind.True: sb.Append(repr ? "True" : "true"); break;
+                    case JsonValueKind.False: sb.Append(repr ? "False" : "false"); break;
                     case JsonValueKind.Number: sb.Append(PythonNumber(value.ToJsonString())); break;
-                    default: sb.Append("null"); break;
+                    default: sb.Append(repr ? "None" : "null"); break;
                 }
                 break;
         }
+    }
+
+    private static void WriteString(string s, StringBuilder sb, bool repr)
+    {
+        if (repr) WriteStringRepr(s, sb);
+        else WriteJsonString(s, sb);
     }
 
     /// <summary>A string as <c>json.dumps</c> (<c>ensure_ascii=True</c>) writes it: lowercase <c>\u</c> escapes, surrogate pairs.</summary>
@@ -178,48 +188,7 @@ internal static class PythonText
         return sb.ToString();
     }
 
-    private static void WriteRepr(JsonNode? node, StringBuilder sb)
-    {
-        switch (node)
-        {
-            case null:
-                sb.Append("None");
-                break;
-            case JsonObject o:
-                sb.Append('{');
-                bool first = true;
-                foreach (var (key, item) in o)
-                {
-                    if (!first) sb.Append(", ");
-                    first = false;
-                    WriteStringRepr(key, sb);
-                    sb.Append(": ");
-                    WriteRepr(item, sb);
-                }
-                sb.Append('}');
-                break;
-            case JsonArray a:
-                sb.Append('[');
-                for (int i = 0; i < a.Count; i++)
-                {
-                    if (i > 0) sb.Append(", ");
-                    WriteRepr(a[i], sb);
-                }
-                sb.Append(']');
-                break;
-            default:
-                var value = node.AsValue();
-                switch (value.GetValueKind())
-                {
-                    case JsonValueKind.String: WriteStringRepr(value.GetValue<string>(), sb); break;
-                    case JsonValueKind.True: sb.Append("True"); break;
-                    case JsonValueKind.False: sb.Append("False"); break;
-                    case JsonValueKind.Number: sb.Append(PythonNumber(value.ToJsonString())); break;
-                    default: sb.Append("None"); break;
-                }
-                break;
-        }
-    }
+    private static void WriteRepr(JsonNode? node, StringBuilder sb) => Write(node, sb, repr: true);
 
     /// <summary>Python's <c>repr(str)</c>: single quotes unless the text has <c>'</c> and no <c>"</c>.</summary>
     private static void WriteStringRepr(string s, StringBuilder sb)
