@@ -181,7 +181,7 @@ public static class QuantTable
         Row(GgmlType.Q4_1, "Q4_1", 32, 2 + 2 + 16, Blocks32.DequantizeQ4_1, ToQ8_1, QuantDot.DotQ4_1, QuantDotScalar.DotQ4_1),
         Row(GgmlType.Q5_0, "Q5_0", 32, 2 + 4 + 16, Blocks32.DequantizeQ5_0, ToQ8_0, QuantDot.DotQ5_0, QuantDotScalar.DotQ5_0),
         Row(GgmlType.Q5_1, "Q5_1", 32, 2 + 2 + 4 + 16, Blocks32.DequantizeQ5_1, ToQ8_1, QuantDot.DotQ5_1, QuantDotScalar.DotQ5_1),
-        Row(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0, ToQ8_0, QuantDot.DotQ8_0, QuantDotScalar.DotQ8_0, QuantDot.DotManyQ8_0),
+        Row(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0, ToQ8_0, QuantDot.DotQ8_0, QuantDotScalar.DotQ8_0, QuantDot.DotManyQ8_0, QuantDot.DotTileQ8_0),
         // Q8_1 and Q8_K are activation types (ggml never dots them as weights); their dot products are scalar only.
         Row(GgmlType.Q8_1, "Q8_1", 32, 4 + 32, Blocks32.DequantizeQ8_1, ToQ8_1, QuantDotScalar.DotQ8_1, QuantDotScalar.DotQ8_1),
         Row(GgmlType.Q2_K, "Q2_K", 256, 16 + 64 + 2 + 2, BlocksK.DequantizeQ2_K, ToQ8_K, QuantDot.DotQ2_K, QuantDotScalar.DotQ2_K),

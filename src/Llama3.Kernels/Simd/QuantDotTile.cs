@@ -105,6 +105,90 @@ public static unsafe partial class QuantDot
         Vector512<float> d = dx * Avx512F.PermuteVar16x32(Vector128.CreateScalarUnsafe(*(double*)dy).AsSingle().ToVector256Unsafe().ToVector512Unsafe(), pairs);
         return Avx512F.FusedMultiplyAdd(d, Avx512F.ConvertToVector512Single(p), acc);
     }
+    /// <summary>Q8_0 weights, several rows, with several Q8_0 activation rows (see <see cref="DotTileRows"/>).</summary>
+    public static void DotTileQ8_0(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
+        int activationRowBytes, int count, int n, Span<float> results, int resultStride) =>
+        DotTileQ8_0(weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride, KernelPaths.Best);
+
+    internal static void DotTileQ8_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride, KernelPath path)
+    {
+        QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
+        if (rows == 0) return;
+        Span<float> one = stackalloc float[8];
+        int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, one, 32, 34, 34, "Q8_0", "Q8_0");
+        if (path != KernelPath.Avx512 || count < 4 || blocks % 2 != 0)
+        {
+            for (int row = 0; row < rows; row++)
+            {
+                DotManyQ8_0(w.Slice(row * wStride, wStride), a, aStride, count, n, one, path);
+                for (int t = 0; t < count; t++) results[t * resultStride + row] = one[t];
+            }
+            return;
+        }
+        float[] scratch = ScaleScratch(count * blocks);
+        fixed (byte* x0 = w, y = a)
+        fixed (float* r = results, ys = scratch)
+        {
+            for (int t = 0; t < count; t++)
+                for (int b = 0; b < blocks; b++) ys[t * blocks + b] = Half(y + (nint)t * aStride + b * 34);
+            float* part = stackalloc float[4];
+            for (int row = 0; row < rows; row++)
+            {
+                byte* x = x0 + (nint)row * wStride;
+                int t = 0;
+                for (; t + 4 <= count; t += 4)
+                    Q8_0Avx512Rows4Scaled(x, y + (nint)t * aStride, aStride, ys + t * blocks, blocks, r + (nint)t * resultStride + row, resultStride);
+                byte* yi = y + (nint)t * aStride;
+                switch (count - t)
+                {
+                    case 3: Q8_0Avx512Rows3(x, yi, aStride, blocks, part); break;
+                    case 2: Q8_0Avx512Rows2(x, yi, aStride, blocks, part); break;
+                    case 1: part[0] = Q8_0Avx512(x, yi, blocks); break;
+                }
+                for (int i = 0; i < count - t; i++) r[(nint)(t + i) * resultStride + row] = part[i];
+            }
+        }
+    }
+
+    [ThreadStatic] private static float[]? _scaleScratch;
+
+    // One buffer per thread for activation scales, grown when a tile needs more (no allocation per call).
+    private static float[] ScaleScratch(int floats)
+    {
+        var s = _scaleScratch;
+        if (s is null || s.Length < floats) _scaleScratch = s = new float[Math.Max(floats, 4096)];
+        return s;
+    }
+
+    // Q8_0Avx512Rows with rows = 4, the activation scales read as floats: the same dx·dy products and FMAs.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Q8_0Avx512Rows4Scaled(byte* x, byte* y, nint s, float* ys, int blocks, float* r, int rStride)
+    {
+        Vector512<float> a00 = Vector512<float>.Zero, a01 = Vector512<float>.Zero, a10 = Vector512<float>.Zero, a11 = Vector512<float>.Zero;
+        Vector512<float> a20 = Vector512<float>.Zero, a21 = Vector512<float>.Zero, a30 = Vector512<float>.Zero, a31 = Vector512<float>.Zero;
+        byte* y0 = y, y1 = y + s, y2 = y + 2 * s, y3 = y + 3 * s;
+        float* s0 = ys, s1 = ys + blocks, s2 = ys + 2 * blocks, s3 = ys + 3 * blocks;
+        for (int b = 0; b < blocks; b += 2, x += 68, y0 += 68, y1 += 68, y2 += 68, y3 += 68)
+        {
+            Vector512<short> w0 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)x + 2));
+            Vector512<short> w1 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)x + 36));
+            float dx0 = Half(x), dx1 = Half(x + 34);
+            a00 = Q8_0BlockScaled(a00, w0, y0, dx0 * s0[b]); a01 = Q8_0BlockScaled(a01, w1, y0 + 34, dx1 * s0[b + 1]);
+            a10 = Q8_0BlockScaled(a10, w0, y1, dx0 * s1[b]); a11 = Q8_0BlockScaled(a11, w1, y1 + 34, dx1 * s1[b + 1]);
+            a20 = Q8_0BlockScaled(a20, w0, y2, dx0 * s2[b]); a21 = Q8_0BlockScaled(a21, w1, y2 + 34, dx1 * s2[b + 1]);
+            a30 = Q8_0BlockScaled(a30, w0, y3, dx0 * s3[b]); a31 = Q8_0BlockScaled(a31, w1, y3 + 34, dx1 * s3[b + 1]);
+        }
+        r[0] = Vector512.Sum(a00 + a01);
+        r[rStride] = Vector512.Sum(a10 + a11);
+        r[2 * rStride] = Vector512.Sum(a20 + a21);
+        r[3 * rStride] = Vector512.Sum(a30 + a31);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Q8_0BlockScaled(Vector512<float> acc, Vector512<short> w, byte* y, float d) =>
+        Avx512F.FusedMultiplyAdd(Vector512.Create(d),
+            Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w, Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)y + 2)))), acc);
 }
 
 /// <summary>Argument checks and the default loop of <see cref="DotTileRows"/>.</summary>
