@@ -19,54 +19,66 @@ public static unsafe partial class QuantDot
         DotTileQ4_0(weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride, KernelPaths.Best);
 
     internal static void DotTileQ4_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
-        Span<float> results, int resultStride, KernelPath path)
+        Span<float> results, int resultStride, KernelPath path) =>
+        Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 18, "Q4_0", &DotManyQ4_0,
+            &Q4_0Avx512Rows4Scaled, &Q4_0Avx512Rows3, &Q4_0Avx512Rows2, &Q4_0Avx512);
+
+    // The tile of a 32-weight block type with Q8_0 activations: the activation scales read as floats once, then per
+    // weight row the type's 4-token kernel on them and its 3-, 2-, 1-token kernels for the rest of the tokens. Other
+    // paths, fewer than 4 tokens or an odd block count: the multi-row kernel row by row.
+    private static void Tile32(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride, KernelPath path, int weightBlockBytes, string typeName,
+        delegate*<ReadOnlySpan<byte>, ReadOnlySpan<byte>, int, int, int, Span<float>, KernelPath, void> many,
+        delegate*<byte*, byte*, nint, float*, int, float*, int, void> rows4,
+        delegate*<byte*, byte*, nint, int, float*, void> rows3,
+        delegate*<byte*, byte*, nint, int, float*, void> rows2,
+        delegate*<byte*, byte*, int, float> one)
     {
         QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
         if (rows == 0) return;
-        Span<float> one = stackalloc float[8];
-        int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, one, 32, 18, 34, "Q4_0", "Q8_0");
+        Span<float> part = stackalloc float[8];
+        int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, part, 32, weightBlockBytes, 34, typeName, "Q8_0");
         if (path != KernelPath.Avx512 || count < 4 || blocks % 2 != 0)
         {
             for (int row = 0; row < rows; row++)
             {
-                DotManyQ4_0(w.Slice(row * wStride, wStride), a, aStride, count, n, one, path);
-                for (int t = 0; t < count; t++) results[t * resultStride + row] = one[t];
+                many(w.Slice(row * wStride, wStride), a, aStride, count, n, part, path);
+                for (int t = 0; t < count; t++) results[t * resultStride + row] = part[t];
             }
             return;
         }
-        // The activations' block scales as floats, token by token (two spare floats: the loop reads pairs).
-        float[]? rented = null;
-        int scaleCount = count * blocks + 2;
-        Span<float> scales = scaleCount <= 4096 ? stackalloc float[scaleCount] : (rented = System.Buffers.ArrayPool<float>.Shared.Rent(scaleCount));
-        try
+        float[] scratch = ScaleScratch(count * blocks + 2); // two spare: Q4_0 reads the scales in pairs
+        fixed (byte* x0 = w, y = a)
+        fixed (float* r = results, ys = scratch, rest = part)
         {
-            fixed (byte* x0 = w, y = a)
-            fixed (float* r = results, ys = scales)
+            for (int t = 0; t < count; t++)
+                for (int b = 0; b < blocks; b++) ys[t * blocks + b] = Half(y + (nint)t * aStride + b * 34);
+            for (int row = 0; row < rows; row++)
             {
-                for (int t = 0; t < count; t++)
-                    for (int b = 0; b < blocks; b++) ys[t * blocks + b] = Half(y + (nint)t * aStride + b * 34);
-                float* part = stackalloc float[4];
-                for (int row = 0; row < rows; row++)
+                byte* x = x0 + (nint)row * wStride;
+                int t = 0;
+                for (; t + 4 <= count; t += 4)
+                    rows4(x, y + (nint)t * aStride, aStride, ys + t * blocks, blocks, r + (nint)t * resultStride + row, resultStride);
+                byte* yi = y + (nint)t * aStride;
+                switch (count - t)
                 {
-                    byte* x = x0 + (nint)row * wStride;
-                    int t = 0;
-                    for (; t + 4 <= count; t += 4)
-                        Q4_0Avx512Rows4Scaled(x, y + (nint)t * aStride, aStride, ys + t * blocks, blocks, r + (nint)t * resultStride + row, resultStride);
-                    byte* yi = y + (nint)t * aStride;
-                    switch (count - t)
-                    {
-                        case 3: Q4_0Avx512Rows3(x, yi, aStride, blocks, part); break;
-                        case 2: Q4_0Avx512Rows2(x, yi, aStride, blocks, part); break;
-                        case 1: part[0] = Q4_0Avx512(x, yi, blocks); break;
-                    }
-                    for (int i = 0; i < count - t; i++) r[(nint)(t + i) * resultStride + row] = part[i];
+                    case 3: rows3(x, yi, aStride, blocks, rest); break;
+                    case 2: rows2(x, yi, aStride, blocks, rest); break;
+                    case 1: rest[0] = one(x, yi, blocks); break;
                 }
+                for (int i = 0; i < count - t; i++) r[(nint)(t + i) * resultStride + row] = rest[i];
             }
         }
-        finally
-        {
-            if (rented is not null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
-        }
+    }
+
+    [ThreadStatic] private static float[]? _scaleScratch;
+
+    // One buffer per thread for activation scales, grown when a tile needs more (no allocation per call).
+    private static float[] ScaleScratch(int floats)
+    {
+        var s = _scaleScratch;
+        if (s is null || s.Length < floats) _scaleScratch = s = new float[Math.Max(floats, 4096)];
+        return s;
     }
 
     // Q4_0Avx512Rows with rows = 4, the activation scales read from ys (blocks floats per token) and the weight scales of
@@ -111,55 +123,9 @@ public static unsafe partial class QuantDot
         DotTileQ8_0(weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride, KernelPaths.Best);
 
     internal static void DotTileQ8_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
-        Span<float> results, int resultStride, KernelPath path)
-    {
-        QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
-        if (rows == 0) return;
-        Span<float> one = stackalloc float[8];
-        int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, one, 32, 34, 34, "Q8_0", "Q8_0");
-        if (path != KernelPath.Avx512 || count < 4 || blocks % 2 != 0)
-        {
-            for (int row = 0; row < rows; row++)
-            {
-                DotManyQ8_0(w.Slice(row * wStride, wStride), a, aStride, count, n, one, path);
-                for (int t = 0; t < count; t++) results[t * resultStride + row] = one[t];
-            }
-            return;
-        }
-        float[] scratch = ScaleScratch(count * blocks);
-        fixed (byte* x0 = w, y = a)
-        fixed (float* r = results, ys = scratch)
-        {
-            for (int t = 0; t < count; t++)
-                for (int b = 0; b < blocks; b++) ys[t * blocks + b] = Half(y + (nint)t * aStride + b * 34);
-            float* part = stackalloc float[4];
-            for (int row = 0; row < rows; row++)
-            {
-                byte* x = x0 + (nint)row * wStride;
-                int t = 0;
-                for (; t + 4 <= count; t += 4)
-                    Q8_0Avx512Rows4Scaled(x, y + (nint)t * aStride, aStride, ys + t * blocks, blocks, r + (nint)t * resultStride + row, resultStride);
-                byte* yi = y + (nint)t * aStride;
-                switch (count - t)
-                {
-                    case 3: Q8_0Avx512Rows3(x, yi, aStride, blocks, part); break;
-                    case 2: Q8_0Avx512Rows2(x, yi, aStride, blocks, part); break;
-                    case 1: part[0] = Q8_0Avx512(x, yi, blocks); break;
-                }
-                for (int i = 0; i < count - t; i++) r[(nint)(t + i) * resultStride + row] = part[i];
-            }
-        }
-    }
-
-    [ThreadStatic] private static float[]? _scaleScratch;
-
-    // One buffer per thread for activation scales, grown when a tile needs more (no allocation per call).
-    private static float[] ScaleScratch(int floats)
-    {
-        var s = _scaleScratch;
-        if (s is null || s.Length < floats) _scaleScratch = s = new float[Math.Max(floats, 4096)];
-        return s;
-    }
+        Span<float> results, int resultStride, KernelPath path) =>
+        Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 34, "Q8_0", &DotManyQ8_0,
+            &Q8_0Avx512Rows4Scaled, &Q8_0Avx512Rows3, &Q8_0Avx512Rows2, &Q8_0Avx512);
 
     // Q8_0Avx512Rows with rows = 4, the activation scales read as floats: the same dx·dy products and FMAs.
     [MethodImpl(MethodImplOptions.NoInlining)]
