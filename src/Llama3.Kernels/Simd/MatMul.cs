@@ -11,6 +11,13 @@ namespace Llama3.Kernels.Simd;
 public static unsafe class MatMul
 {
     /// <summary>
+    /// Weight rows per block of a prompt's matrix product: a block meets every group of tokens before the next block, so
+    /// its rows are read from L2 and one group's activations at a time are in use (F16 prompt processing measured
+    /// 46 -> 62 tokens/s against going through all the tokens row by row; 32 and 64 measured the same, 4 and 256 worse).
+    /// </summary>
+    public const int RowBlock = 32;
+
+    /// <summary>
     /// Rows <paramref name="rowStart"/>..<paramref name="rowEnd"/> of <c>y[t, r] = dot(W[r], x[t])</c> for
     /// <paramref name="n"/> activation rows.
     /// </summary>
@@ -31,18 +38,24 @@ public static unsafe class MatMul
         if (type.Type is GgmlType.F16 or GgmlType.BF16)
         {
             // Widened in registers, each weight vector shared by up to 8 tokens (FloatDot).
+            // Blocked (see RowBlock); each token's result has the same bits whatever the blocking.
             bool f16 = type.Type == GgmlType.F16;
             Span<float> results = stackalloc float[FloatDot.MaxRows];
-            for (int r = rowStart; r < rowEnd; r++)
+            const int group = FloatDot.MaxRows;
+            for (int r0 = rowStart; r0 < rowEnd; r0 += RowBlock)
             {
-                var row = new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes));
-                for (int t0 = 0; t0 < n; t0 += FloatDot.MaxRows)
+                int r1 = Math.Min(r0 + RowBlock, rowEnd);
+                for (int t0 = 0; t0 < n; t0 += group)
                 {
-                    int count = Math.Min(FloatDot.MaxRows, n - t0);
+                    int count = Math.Min(group, n - t0);
                     var xs = x.Slice(t0 * cols, count * cols);
-                    if (f16) FloatDot.DotManyF16(row, xs, cols, count, results);
-                    else FloatDot.DotManyBF16(row, xs, cols, count, results);
-                    for (int i = 0; i < count; i++) y[(t0 + i) * yStride + r] = results[i];
+                    for (int r = r0; r < r1; r++)
+                    {
+                        var row = new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes));
+                        if (f16) FloatDot.DotManyF16(row, xs, cols, count, results);
+                        else FloatDot.DotManyBF16(row, xs, cols, count, results);
+                        for (int i = 0; i < count; i++) y[(t0 + i) * yStride + r] = results[i];
+                    }
                 }
             }
             return;

@@ -372,13 +372,18 @@ public sealed unsafe class Transformer : IDisposable
             }
             // Several tokens: each weight block is decoded once for up to 8 of them, and what depends only on the
             // activations once for the chunk's rows (bit-identical to Dot per row and token).
+            // Blocks of rows meet every group of tokens in turn, so a block's weights are read from L2 (MatMul.RowBlock).
             var tile = _type.DotTile; // read once: the default is a new delegate per read
-            var weights = new ReadOnlySpan<byte>(_data + start * _rowBytes, checked((end - start) * rowBytes));
-            for (int t0 = 0; t0 < _n; t0 += 8)
+            for (int r0 = start; r0 < end; r0 += MatMul.RowBlock)
             {
-                int count = Math.Min(8, _n - t0);
-                var results = new Span<float>(_y + (long)t0 * _rows + start, (count - 1) * _rows + (end - start));
-                tile(weights, rowBytes, end - start, act.AsSpan(t0 * ab, count * ab), ab, count, _cols, results, _rows);
+                int rows = Math.Min(MatMul.RowBlock, end - r0);
+                var weights = new ReadOnlySpan<byte>(_data + r0 * _rowBytes, rows * rowBytes);
+                for (int t0 = 0; t0 < _n; t0 += 8)
+                {
+                    int count = Math.Min(8, _n - t0);
+                    var results = new Span<float>(_y + (long)t0 * _rows + r0, (count - 1) * _rows + rows);
+                    tile(weights, rowBytes, rows, act.AsSpan(t0 * ab, count * ab), ab, count, _cols, results, _rows);
+                }
             }
         }
     }
