@@ -592,11 +592,14 @@ public sealed class LlamaServer : IAsyncDisposable
         ctx.Response.Headers["X-Accel-Buffering"] = "no";
     }
 
+    // Text as UTF-8, not \uXXXX escapes (as llama-server writes it): the bodies are JSON for API clients, never HTML.
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     private static async Task WriteEvent(HttpContext ctx, Action<Utf8JsonWriter> write)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(256);
         buffer.Write("data: "u8);
-        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions)) write(w);
         buffer.Write("\n\n"u8);
         await ctx.Response.Body.WriteAsync(buffer.WrittenMemory, ctx.RequestAborted).ConfigureAwait(false);
         await ctx.Response.Body.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
@@ -605,7 +608,7 @@ public sealed class LlamaServer : IAsyncDisposable
     private static async Task WriteJson(HttpContext ctx, int status, Action<Utf8JsonWriter> write)
     {
         var buffer = new System.Buffers.ArrayBufferWriter<byte>(512);
-        using (var w = new Utf8JsonWriter(buffer)) write(w);
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions)) write(w);
         ctx.Response.StatusCode = status;
         ctx.Response.ContentType = "application/json";
         ctx.Response.ContentLength = buffer.WrittenCount;

@@ -122,7 +122,8 @@ public sealed class OpenAIClientTests(ServerFixture fx)
     public async Task Four_concurrent_streams_each_get_what_they_would_get_alone()
     {
         var prompts = new[] { "one", "two two", "three three three", "four" };
-        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 20 };
+        // 64 tokens each: long enough (at the tiny model's speed) that the four requests overlap whatever their start jitter.
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 64 };
         var alone = new List<string>();
         foreach (var p in prompts) alone.Add((await Client().CompleteChatAsync([new UserChatMessage(p)], options)).Value.Content.Single().Text);
 
@@ -137,9 +138,9 @@ public sealed class OpenAIClientTests(ServerFixture fx)
         var together = await Task.WhenAll(prompts.Select(Stream));
         long passes = fx.Scheduler.Stats.Passes - passesBefore;
         Assert.Equal(alone, together);
-        // Batched: far fewer passes than the 4 x (prefill + 20 decode steps) = 84 the requests would need one by one
+        // Batched: far fewer passes than the 4 x (prefill + up to 64 decode steps) = 260 the requests would need one by one
         // (other tests of this collection run one at a time, so these passes are ours).
-        Assert.True(passes < 60, $"{passes} passes for 4 concurrent requests: the decode steps were not batched");
+        Assert.True(passes < 200, $"{passes} passes for 4 concurrent requests: the decode steps were not batched");
     }
 
     [Fact]
