@@ -42,6 +42,11 @@ public static unsafe class MatMul
             bool f16 = type.Type == GgmlType.F16;
             Span<float> results = stackalloc float[FloatDot.MaxRows];
             const int group = FloatDot.MaxRows;
+            if (f16 && n >= FloatDot.PairRows && KernelPaths.Best == KernelPath.Avx512)
+            {
+                F16Pairs(weights, rowBytes, rowStart, rowEnd, x, n, y, yStride, cols);
+                return;
+            }
             for (int r0 = rowStart; r0 < rowEnd; r0 += RowBlock)
             {
                 int r1 = Math.Min(r0 + RowBlock, rowEnd);
@@ -69,6 +74,40 @@ public static unsafe class MatMul
             if (!f32) type.Dequantize(row, scratch);
             for (int t = 0; t < n; t++)
                 y[t * yStride + r] = TensorPrimitives.Dot(w, x.Slice(t * cols, cols));
+        }
+    }
+
+    // F16 prompts on AVX-512: pairs of weight rows with 4 tokens at a time, so each activation vector serves two rows
+    // and 4 tokens' activations stay in L1 (FloatDot.DotManyF16Pair; the same bits as DotManyF16 row by row).
+    private static void F16Pairs(byte* weights, long rowBytes, int rowStart, int rowEnd, ReadOnlySpan<float> x, int n, Span<float> y,
+        int yStride, int cols)
+    {
+        Span<float> results = stackalloc float[2 * FloatDot.PairRows];
+        int rb = checked((int)rowBytes);
+        for (int r0 = rowStart; r0 < rowEnd; r0 += RowBlock)
+        {
+            int r1 = Math.Min(r0 + RowBlock, rowEnd);
+            for (int t0 = 0; t0 < n; t0 += FloatDot.PairRows)
+            {
+                int count = Math.Min(FloatDot.PairRows, n - t0);
+                var xs = x.Slice(t0 * cols, count * cols);
+                int r = r0;
+                for (; r + 1 < r1; r += 2)
+                {
+                    FloatDot.DotManyF16Pair(new ReadOnlySpan<byte>(weights + r * rowBytes, rb), new ReadOnlySpan<byte>(weights + (r + 1) * rowBytes, rb),
+                        xs, cols, count, results);
+                    for (int i = 0; i < count; i++)
+                    {
+                        y[(t0 + i) * yStride + r] = results[i];
+                        y[(t0 + i) * yStride + r + 1] = results[FloatDot.PairRows + i];
+                    }
+                }
+                if (r < r1)
+                {
+                    FloatDot.DotManyF16(new ReadOnlySpan<byte>(weights + r * rowBytes, rb), xs, cols, count, results);
+                    for (int i = 0; i < count; i++) y[(t0 + i) * yStride + r] = results[i];
+                }
+            }
         }
     }
 

@@ -75,6 +75,7 @@ public class FloatKernelTwinTests
     [Theory]
     [InlineData(GgmlType.F32, 7, 5)]
     [InlineData(GgmlType.F16, 33, 3)]
+    [InlineData(GgmlType.F16, 65, 6)]  // 5 rows: two pairs and one row alone; 6 tokens: a group of 4 and one of 2
     [InlineData(GgmlType.BF16, 257, 2)]
     [InlineData(GgmlType.Q8_0, 32 * 9, 4)]
     [InlineData(GgmlType.Q4_K, 256 * 2, 3)]
