@@ -114,11 +114,8 @@ public sealed class ChatEngine
     {
         Scheduler = scheduler;
         Options = options ?? new ChatEngineOptions();
-        if (scheduler.Tokenizer.GetSpecialTokenId("<|start_header_id|>") is not null)
-        {
-            _prompt = new ToolPrompt(scheduler.Tokenizer);
-            _chatFormat = new ChatFormat(scheduler.Tokenizer);
-        }
+        _chatFormat = ChatFormat.TryCreate(scheduler.Tokenizer);
+        if (_chatFormat is not null) _prompt = new ToolPrompt(scheduler.Tokenizer);
     }
 
     /// <summary>Whether the model's vocabulary has the Llama 3 chat format (else <see cref="Prepare"/> refuses every chat).</summary>

@@ -3,6 +3,7 @@ using Llama3.AI;
 using Llama3.Generation;
 using Llama3.Model;
 using Llama3.Server;
+using Llama3.Tokenization;
 using Llama3.Tools;
 
 namespace Llama3.Cli;
@@ -43,7 +44,7 @@ internal static class ServeCommand
             };
             using var files = ModelLoader.Open(p, model, ropeFactor);
             var tok = files.Tokenizer ?? throw new Cli.UsageException($"{files.Path} carries no tokenizer, so it cannot be served");
-            if (tok.GetSpecialTokenId("<|start_header_id|>") is null)
+            if (ChatFormat.TryCreate(tok) is null)
                 Console.Error.WriteLine($"llama3: warning: {files.Path} has no Llama 3 chat tokens: /v1/chat/completions will refuse requests; /v1/completions works");
             int context = ModelLoader.Context(files, p.GetValue(ctx));
             using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
@@ -58,7 +59,7 @@ internal static class ServeCommand
             await using var server = LlamaServer.Create(new ChatEngine(scheduler, engineOptions),
                 new ServerOptions { Host = hostName, Port = p.GetValue(port), ApiKey = p.GetValue(apiKey) });
             await server.StartAsync(ct);
-            long kv = (long)p.GetValue(parallel) * 2 * files.Config.Layers * context * files.Config.KvHeads * files.Config.HeadDim * sizeof(float);
+            long kv = p.GetValue(parallel) * KvCache.BytesFor(files.Config, context);
             Console.Error.WriteLine($"llama3: serving {id} on {server.Address} ({p.GetValue(parallel)} slots of {context} positions, " +
                                     $"KV cache up to {kv / (1 << 20)} MiB; Ctrl+C stops)");
             try { await server.WaitForShutdownAsync(ct); }

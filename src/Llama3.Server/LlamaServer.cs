@@ -100,13 +100,6 @@ public sealed class LlamaServer : IAsyncDisposable
     /// <summary>Starts listening.</summary>
     public Task StartAsync(CancellationToken cancellationToken = default) => _app.StartAsync(cancellationToken);
 
-    /// <summary>Runs until <paramref name="cancellationToken"/> is cancelled or the process is asked to stop (Ctrl+C).</summary>
-    public async Task RunAsync(CancellationToken cancellationToken = default)
-    {
-        await _app.StartAsync(cancellationToken).ConfigureAwait(false);
-        await _app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
-    }
-
     /// <summary>Waits for the host to shut down.</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
 

@@ -67,7 +67,7 @@ internal static class OpenAIRequests
             }
         }
         var choice = ReadToolChoice(f, tools);
-        var (options, stream, includeUsage) = ReadGeneration(f, context, defaultMaxTokens: null, chat: true);
+        var (options, stream, includeUsage) = ReadGeneration(f, context, defaultMaxTokens: null);
         bool logprobs = f.Bool("logprobs") ?? false;
         int top = (int)(f.Integer("top_logprobs", 0, SamplerOptions.MaxTopLogprobs) ?? 0);
         if (top > 0 && !logprobs) throw new ApiException(400, "'top_logprobs' needs 'logprobs' to be true", "top_logprobs");
@@ -91,7 +91,7 @@ internal static class OpenAIRequests
         };
         if (f.Get("suffix") is { ValueKind: JsonValueKind.String } s && s.GetString()!.Length > 0)
             throw new ApiException(400, "'suffix' (fill in the middle) is not supported by Llama 3", "suffix");
-        var (options, stream, includeUsage) = ReadGeneration(f, context, defaultMaxTokens: 16, chat: false); // OpenAI's default for completions
+        var (options, stream, includeUsage) = ReadGeneration(f, context, defaultMaxTokens: 16); // OpenAI's default for completions
         int? logprobs = (int?)f.Integer("logprobs", 0, 5);
         if (logprobs is int n)
             options = options with { Sampling = options.Sampling with { Logprobs = true, TopLogprobs = n } };
@@ -107,7 +107,7 @@ internal static class OpenAIRequests
             throw new ApiException(400, $"'response_format.type' '{type}' is not supported (only 'text')", "response_format");
     }
 
-    private static (GenerationOptions, bool Stream, bool IncludeUsage) ReadGeneration(JsonFields f, int context, int? defaultMaxTokens, bool chat)
+    private static (GenerationOptions, bool Stream, bool IncludeUsage) ReadGeneration(JsonFields f, int context, int? defaultMaxTokens)
     {
         var s = new SamplerOptions();
         double? temperature = f.Number("temperature", 0, 2);
@@ -124,8 +124,8 @@ internal static class OpenAIRequests
             PresencePenalty = (float)(f.Number("presence_penalty", -2, 2) ?? 0),
             Seed = f.Integer("seed", long.MinValue, long.MaxValue) is long seed ? unchecked((ulong)seed) : null,
         };
-        long? max = f.Integer("max_completion_tokens", 0, int.MaxValue) ?? f.Integer("max_tokens", 0, int.MaxValue);
-        if (chat && f.Has("max_completion_tokens")) f.Integer("max_tokens", 0, int.MaxValue);
+        long? newer = f.Integer("max_completion_tokens", 0, int.MaxValue), older = f.Integer("max_tokens", 0, int.MaxValue);
+        long? max = newer ?? older;
         // No limit means the rest of the context (OpenAI's default for chat); never more than the context.
         int maxTokens = (int)Math.Min(max ?? defaultMaxTokens ?? context, context);
         bool stream = f.Bool("stream") ?? false;

@@ -1,7 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 
 namespace Llama3.Kernels.Simd;
 
@@ -36,21 +35,7 @@ public static class Activations
     /// In-place softmax in float32: subtract the max, exponentiate (<see cref="ExpScalar"/>'s cephes expf in vector lanes:
     /// TensorPrimitives.Exp computes in double and costs about ten times as much), divide by the sum.
     /// </summary>
-    public static void Softmax(Span<float> x)
-    {
-        float max = TensorPrimitives.Max(x);
-        int i = 0;
-        if (Vector.IsHardwareAccelerated && float.IsFinite(max))
-        {
-            var v = MemoryMarshal.Cast<float, Vector<float>>(x);
-            var vmax = new Vector<float>(max);
-            for (int k = 0; k < v.Length; k++) v[k] = ExpVector(v[k] - vmax);
-            i = v.Length * Vector<float>.Count;
-        }
-        for (; i < x.Length; i++) x[i] = ExpScalar(x[i] - max);
-        float sum = TensorPrimitives.Sum(x);
-        TensorPrimitives.Multiply(x, 1f / sum, x);
-    }
+    public static void Softmax(Span<float> x) => TensorPrimitives.Multiply(x, 1f / ExpShifted(x), x);
 
     /// <summary>
     /// The unnormalized half of a softmax, in one pass after the max: <c>x[i] = exp(x[i] - max(x))</c>, returning
@@ -61,16 +46,7 @@ public static class Activations
         float max = TensorPrimitives.Max(x);
         int i = 0;
         float sum = 0;
-        if (Vector512.IsHardwareAccelerated && float.IsFinite(max))
-        {
-            var v = MemoryMarshal.Cast<float, Vector512<float>>(x);
-            var vmax = Vector512.Create(max);
-            var acc = Vector512<float>.Zero;
-            for (int k = 0; k < v.Length; k++) acc += v[k] = Exp512(v[k] - vmax);
-            sum = Vector512.Sum(acc);
-            i = v.Length * Vector512<float>.Count;
-        }
-        else if (Vector.IsHardwareAccelerated && float.IsFinite(max))
+        if (Vector.IsHardwareAccelerated && float.IsFinite(max))
         {
             var v = MemoryMarshal.Cast<float, Vector<float>>(x);
             var vmax = new Vector<float>(max);
@@ -81,22 +57,6 @@ public static class Activations
         }
         for (; i < x.Length; i++) sum += x[i] = ExpScalar(x[i] - max);
         return sum;
-    }
-
-    // ExpVector's steps (cephes expf) in 512-bit lanes; lane by lane the same bits as ExpScalar (no fused multiply-add).
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Exp512(Vector512<float> x)
-    {
-        var cut = Vector512.Create(ExpCut);
-        var valid = Vector512.GreaterThan(x, cut);
-        x = Vector512.Max(x, cut);
-        var k = Vector512.Round(x * Vector512.Create(Log2E));
-        var r = x - k * Vector512.Create(C1) - k * Vector512.Create(C2);
-        var z = r * r;
-        var y = (((((Vector512.Create(P0) * r + Vector512.Create(P1)) * r + Vector512.Create(P2)) * r
-            + Vector512.Create(P3)) * r + Vector512.Create(P4)) * r + Vector512.Create(P5)) * z + r + Vector512<float>.One;
-        var scale = Vector512.ShiftLeft(Vector512.ConvertToInt32(k) + Vector512.Create(127), 23).AsSingle();
-        return Vector512.ConditionalSelect(valid, y * scale, Vector512<float>.Zero);
     }
 
     /// <summary>The scalar twin of <see cref="ExpShifted"/>.</summary>

@@ -218,9 +218,7 @@ public static unsafe partial class QuantDot
         for (; b + 2 <= blocks; b += 2, x += 36, y += 68)
         {
             // Two blocks' 16 bytes -> [lo0 | hi0 | lo1 | hi1] nibbles, matching [y0 | y1].
-            Vector256<byte> q = Vector256.Create(Vector128.Load(x + 2), Vector128.Load(x + 20));
-            Vector512<uint> halves = Join(q, (q.AsUInt16() >> 4).AsByte()).AsUInt32(); // [lo0 lo1 hi0 hi1]
-            Vector512<byte> nibbles = Avx512F.Shuffle4x128(halves, halves, 0xD8).AsByte() & Vector512.Create((byte)0x0F);
+            Vector512<byte> nibbles = Q4_0Nibbles(x);
             Vector512<sbyte> yv = Join(Vector256.Load(y + 2), Vector256.Load(y + 36)).AsSByte();
             Vector512<int> p = OffsetDotAvx512(nibbles, yv, 8);
             Vector512<float> d = Join(Vector256.Create(Half(x) * Half(y)), Vector256.Create(Half(x + 18) * Half(y + 34)));

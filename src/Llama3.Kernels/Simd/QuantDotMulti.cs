@@ -135,9 +135,7 @@ public static unsafe partial class QuantDot
         int b = 0;
         for (; b + 2 <= blocks; b += 2, x += 36, y0 += 68, y1 += 68, y2 += 68, y3 += 68)
         {
-            Vector256<byte> q = Vector256.Create(Vector128.Load(x + 2), Vector128.Load(x + 20));
-            Vector512<uint> halves = Join(q, (q.AsUInt16() >> 4).AsByte()).AsUInt32();
-            Vector512<byte> nibbles = Avx512F.Shuffle4x128(halves, halves, 0xD8).AsByte() & Vector512.Create((byte)0x0F);
+            Vector512<byte> nibbles = Q4_0Nibbles(x);
             float dx0 = Half(x), dx1 = Half(x + 18);
             acc0 = Q4_0Pair(acc0, nibbles, y0, dx0, dx1);
             if (rows > 1) acc1 = Q4_0Pair(acc1, nibbles, y1, dx0, dx1);
@@ -159,6 +157,15 @@ public static unsafe partial class QuantDot
         if (rows > 1) r[1] = Vector512.Sum(acc1) + Vector256.Sum(tail1);
         if (rows > 2) r[2] = Vector512.Sum(acc2) + Vector256.Sum(tail2);
         if (rows > 3) r[3] = Vector512.Sum(acc3) + Vector256.Sum(tail3);
+    }
+
+    /// <summary>The 64 nibbles of a Q4_0 block pair at <paramref name="x"/>, in Q4_0Avx512's lane order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Q4_0Nibbles(byte* x)
+    {
+        Vector256<byte> q = Vector256.Create(Vector128.Load(x + 2), Vector128.Load(x + 20));
+        Vector512<uint> halves = Join(q, (q.AsUInt16() >> 4).AsByte()).AsUInt32(); // [lo0 lo1 hi0 hi1]
+        return Avx512F.Shuffle4x128(halves, halves, 0xD8).AsByte() & Vector512.Create((byte)0x0F);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

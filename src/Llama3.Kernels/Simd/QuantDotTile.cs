@@ -92,9 +92,7 @@ public static unsafe partial class QuantDot
         var pairs = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         for (int b = 0; b < blocks; b += 2, x += 36, y0 += 68, y1 += 68, y2 += 68, y3 += 68)
         {
-            Vector256<byte> q = Vector256.Create(Vector128.Load(x + 2), Vector128.Load(x + 20));
-            Vector512<uint> halves = Join(q, (q.AsUInt16() >> 4).AsByte()).AsUInt32();
-            Vector512<byte> nibbles = Avx512F.Shuffle4x128(halves, halves, 0xD8).AsByte() & Vector512.Create((byte)0x0F);
+            Vector512<byte> nibbles = Q4_0Nibbles(x);
             Vector512<float> dx = Avx512F.PermuteVar16x32(Vector128.Create(Half(x), Half(x + 18), 0f, 0f).ToVector256Unsafe().ToVector512Unsafe(), pairs);
             acc0 = Q4_0PairScaled(acc0, nibbles, y0, dx, s0 + b, pairs);
             acc1 = Q4_0PairScaled(acc1, nibbles, y1, dx, s1 + b, pairs);

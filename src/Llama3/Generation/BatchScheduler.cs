@@ -101,10 +101,9 @@ public sealed class BatchScheduler : IGenerationScheduler, IDisposable
         _model = model;
         Tokenizer = tokenizer;
         Context = Math.Min(_options.Context, model.Config.ContextLength);
-        ChatFormat = tokenizer.GetSpecialTokenId("<|start_header_id|>") is null ? null : new ChatFormat(tokenizer);
         _chunk = _options.PrefillChunk > 0 ? Math.Min(_options.PrefillChunk, model.MaxBatch) : model.MaxBatch;
         _slots = new Slot[_options.Slots];
-        for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot(i);
+        for (int i = 0; i < _slots.Length; i++) _slots[i] = new Slot();
         _loop = new Thread(Loop) { IsBackground = true, Name = "llama3 scheduler" };
         _loop.Start();
     }
@@ -114,9 +113,6 @@ public sealed class BatchScheduler : IGenerationScheduler, IDisposable
 
     /// <summary>Positions per slot.</summary>
     public int Context { get; }
-
-    /// <summary>The Llama 3 chat format, when the vocabulary has its tokens.</summary>
-    public ChatFormat? ChatFormat { get; }
 
     /// <summary>The model's configuration.</summary>
     public LlamaConfig Config => _model.Config;
@@ -357,9 +353,8 @@ public sealed class BatchScheduler : IGenerationScheduler, IDisposable
             Steps[index] = _owners[index].Seq.Choose(_logits.AsSpan(index * _vocab, _vocab));
     }
 
-    private sealed class Slot(int index)
+    private sealed class Slot
     {
-        public int Index { get; } = index;
         public KvCache? Cache;
         public int[] Tokens = [];
         public bool Busy;

@@ -23,7 +23,7 @@ public sealed class Generator
         _model = model;
         Tokenizer = tokenizer;
         Context = Math.Min(context, model.Config.ContextLength);
-        ChatFormat = tokenizer.GetSpecialTokenId("<|start_header_id|>") is null ? null : new ChatFormat(tokenizer);
+        ChatFormat = ChatFormat.TryCreate(tokenizer);
     }
 
     /// <summary>The tokenizer.</summary>

@@ -33,7 +33,12 @@ public sealed class KvCache
     public int Length { get; internal set; }
 
     /// <summary>Bytes the cache takes.</summary>
-    public long Bytes => 2L * _k.Length * Context * KvDim * sizeof(float);
+    public long Bytes => BytesFor(_k.Length, KvDim, Context);
+
+    /// <summary>Bytes a cache of <paramref name="context"/> positions takes for a model of <paramref name="config"/>.</summary>
+    public static long BytesFor(LlamaConfig config, int context) => BytesFor(config.Layers, config.KvHeads * config.HeadDim, context);
+
+    private static long BytesFor(int layers, int kvDim, int context) => 2L * layers * context * kvDim * sizeof(float);
 
     /// <summary>Forgets everything after <paramref name="length"/> positions (to reuse a shared prefix).</summary>
     public void Truncate(int length) => Length = Math.Clamp(length, 0, Length);

@@ -39,6 +39,10 @@ public sealed class ChatFormat
         _eot = Require("<|eot_id|>");
     }
 
+    /// <summary>The format over <paramref name="tokenizer"/>, or null when its vocabulary has no Llama 3 chat tokens.</summary>
+    public static ChatFormat? TryCreate(LlamaTokenizer tokenizer) =>
+        tokenizer.GetSpecialTokenId("<|start_header_id|>") is null ? null : new ChatFormat(tokenizer);
+
     private int Require(string name) =>
         _tokenizer.GetSpecialTokenId(name)
         ?? throw new InvalidOperationException($"{_tokenizer.Source}: the vocabulary has no {name} token, so it cannot use the Llama 3 chat format");
