@@ -7,12 +7,12 @@ using static Llama3.Kernels.Simd.QuantDotHelpers;
 namespace Llama3.Kernels.Simd;
 
 // Tiles of a matrix product (QuantType.DotTile): several weight rows with up to 8 activation rows in one call, so what
-// depends only on the activations is done once for all the weight rows. For Q4_0 on AVX-512 that is the activation
-// blocks' scales, read as floats once instead of once per weight row (the 4-token inner loop then spends a load and a
-// permute on them instead of two table lookups, two multiplies and a blend per block pair and token). Q4_0 and Q8_0
-// take 8 tokens at a time, then 4: each block pair's weights are decoded once for 8 tokens (Q4_0 pp128 about 100 -> 118
-// tokens/s, Q8_0 97 -> 115; packing the activation quants without the scales between them measured no faster). Every result has
-// the bits of DotMany for its weight row: the same products, FMAs and sums in the same lanes and order.
+// depends only on the activations is done once for all the weight rows. Q4_0 on AVX-512: a full group of 8 tokens puts
+// 16 weight rows in the lanes (QuantDot.Q4_0Lanes.cs); fewer tokens read the activation blocks' scales as floats once
+// instead of once per weight row (the 4-token inner loop then spends a load and a permute on them instead of two table
+// lookups, two multiplies and a blend per block pair and token). Q8_0 takes 8 tokens at a time, then 4: each block
+// pair's weights are widened once for 8 tokens (pp128 97 -> 115 tokens/s). Every result has the bits of DotMany for its
+// weight row: the same products, FMAs and sums in the same lanes and order.
 public static unsafe partial class QuantDot
 {
     /// <summary>Q4_0 weights, several rows, with several Q8_0 activation rows (see <see cref="DotTileRows"/>).</summary>
@@ -21,9 +21,23 @@ public static unsafe partial class QuantDot
         DotTileQ4_0(weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride, KernelPaths.Best);
 
     internal static void DotTileQ4_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
-        Span<float> results, int resultStride, KernelPath path) =>
+        Span<float> results, int resultStride, KernelPath path)
+    {
+        if (Q4_0InLanes(path, count))
+        {
+            // A full group of tokens: 16 weight rows in the lanes (QuantDot.Q4_0Lanes.cs).
+            QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
+            if (rows == 0) return;
+            Span<float> part = stackalloc float[8];
+            int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, part, 32, 18, 34, "Q4_0", "Q8_0");
+            fixed (byte* x = w, y = a)
+            fixed (float* r = results)
+                Q4_0Lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
+            return;
+        }
         Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 18, "Q4_0", &DotManyQ4_0,
-            &Q4_0Avx512Rows8Scaled, &Q4_0Avx512Rows4Scaled, &Q4_0Avx512Rows3, &Q4_0Avx512Rows2, &Q4_0Avx512);
+            null, &Q4_0Avx512Rows4Scaled, &Q4_0Avx512Rows3, &Q4_0Avx512Rows2, &Q4_0Avx512);
+    }
 
     // The tile of a 32-weight block type with Q8_0 activations: the activation scales read as floats once, then per
     // weight row the type's 4-token kernel on them and its 3-, 2-, 1-token kernels for the rest of the tokens. Other
@@ -110,40 +124,6 @@ public static unsafe partial class QuantDot
         r[rStride] = Vector512.Sum(acc1) + 0f;
         r[2 * rStride] = Vector512.Sum(acc2) + 0f;
         r[3 * rStride] = Vector512.Sum(acc3) + 0f;
-    }
-
-    // Q4_0Avx512Rows4Scaled for 8 tokens: each block pair's nibbles and weight scales serve twice as many tokens. Per
-    // token the same loads, products and FMAs as the 4-token kernel (and so as Q4_0Avx512Rows): the same bits.
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Q4_0Avx512Rows8Scaled(byte* x, byte* y, nint s, float* ys, int blocks, float* r, int rStride)
-    {
-        Vector512<float> acc0 = Vector512<float>.Zero, acc1 = Vector512<float>.Zero, acc2 = Vector512<float>.Zero, acc3 = Vector512<float>.Zero;
-        Vector512<float> acc4 = Vector512<float>.Zero, acc5 = Vector512<float>.Zero, acc6 = Vector512<float>.Zero, acc7 = Vector512<float>.Zero;
-        byte* y0 = y, y1 = y + s, y2 = y + 2 * s, y3 = y + 3 * s, y4 = y + 4 * s, y5 = y + 5 * s, y6 = y + 6 * s, y7 = y + 7 * s;
-        float* s0 = ys, s1 = ys + blocks, s2 = ys + 2 * blocks, s3 = ys + 3 * blocks;
-        float* s4 = ys + 4 * blocks, s5 = ys + 5 * blocks, s6 = ys + 6 * blocks, s7 = ys + 7 * blocks;
-        var pairs = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        for (int b = 0; b < blocks; b += 2, x += 36, y0 += 68, y1 += 68, y2 += 68, y3 += 68, y4 += 68, y5 += 68, y6 += 68, y7 += 68)
-        {
-            Vector512<byte> nibbles = Q4_0Nibbles(x);
-            Vector512<float> dx = Avx512F.PermuteVar16x32(Vector128.Create(Half(x), Half(x + 18), 0f, 0f).ToVector256Unsafe().ToVector512Unsafe(), pairs);
-            acc0 = Q4_0PairScaled(acc0, nibbles, y0, dx, s0 + b, pairs);
-            acc1 = Q4_0PairScaled(acc1, nibbles, y1, dx, s1 + b, pairs);
-            acc2 = Q4_0PairScaled(acc2, nibbles, y2, dx, s2 + b, pairs);
-            acc3 = Q4_0PairScaled(acc3, nibbles, y3, dx, s3 + b, pairs);
-            acc4 = Q4_0PairScaled(acc4, nibbles, y4, dx, s4 + b, pairs);
-            acc5 = Q4_0PairScaled(acc5, nibbles, y5, dx, s5 + b, pairs);
-            acc6 = Q4_0PairScaled(acc6, nibbles, y6, dx, s6 + b, pairs);
-            acc7 = Q4_0PairScaled(acc7, nibbles, y7, dx, s7 + b, pairs);
-        }
-        r[0] = Vector512.Sum(acc0) + 0f;
-        r[rStride] = Vector512.Sum(acc1) + 0f;
-        r[2 * rStride] = Vector512.Sum(acc2) + 0f;
-        r[3 * rStride] = Vector512.Sum(acc3) + 0f;
-        r[4 * rStride] = Vector512.Sum(acc4) + 0f;
-        r[5 * rStride] = Vector512.Sum(acc5) + 0f;
-        r[6 * rStride] = Vector512.Sum(acc6) + 0f;
-        r[7 * rStride] = Vector512.Sum(acc7) + 0f;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,0 +1,186 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using static Llama3.Kernels.Simd.QuantDotHelpers;
+
+namespace Llama3.Kernels.Simd;
+
+// Q4_0 x Q8_0 on AVX-512 with the weight rows in the lanes: 16 rows at a time, one row per 32-bit lane, so that a
+// block's scales, integer sums and float steps are done for 16 rows in one vector each instead of once per row and
+// block pair in a horizontal layout.
+//
+// Per block the 16 rows' 16 bytes of nibbles are loaded and transposed (a permute within each group of 4 rows, then
+// 128-bit shuffles) into 8 vectors that each hold, for every row, 4 consecutive weights (k = 4g..4g+3) as unsigned
+// nibbles. Per token the matching 4 activation bytes are broadcast to all lanes and maddubs gives, per row, 2 pair sums
+// in 16-bit lanes; the 8 groups add up in 16 bits (at most 8 x 2 x 15 x 128 = 30,720 in magnitude: no overflow),
+// pmaddwd adds the pairs, and 8 * sum(y) is subtracted: the block's exact integer dot product sum((q - 8) * y).
+// Then, per row, sum += sumi * dx * dy in float, block after block: the steps of QuantDotScalar.DotQ4_0 (llama.cpp's
+// generic ggml_vec_dot_q4_0_q8_0), so this path gives the scalar twin's bits for every row and token. The nibble
+// transposition and the rows' scales are done once per block for 8 tokens: 16 rows x 1 block x 8 tokens cost about 26
+// vector operations a token where the horizontal kernel spends about 84 (pp128 about 120 -> 190 tokens/s). With one
+// token the transposition is not paid back (a decode step measured 30 -> 58 ms), so fewer tokens keep Q4_0Avx512.
+public static unsafe partial class QuantDot
+{
+    /// <summary>Tokens one pass of <see cref="Q4_0Lanes"/> takes (accumulators in registers).</summary>
+    private const int Q4_0LaneTokens = 8;
+
+    /// <summary>
+    /// Whether Q4_0's DotMany and DotTile take the lanes kernel: on AVX-512 for a full group of 8 tokens, where the
+    /// nibbles' transposition, done once per block for all of them, pays. Those results have the scalar twin's bits
+    /// (llama.cpp's generic order); fewer tokens, and Dot, keep the vector order of Q4_0Avx512 (within the scalar twin's
+    /// tolerance, not its bits). Prompts go through the lanes kernel 8 tokens at a time.
+    /// </summary>
+    internal static bool Q4_0InLanes(KernelPath path, int count) => path == KernelPath.Avx512 && count == Q4_0LaneTokens;
+
+    /// <summary>
+    /// <c>r[t * rStride + row] = DotQ4_0(row, token t)</c> for <paramref name="rows"/> weight rows
+    /// <paramref name="wStride"/> bytes apart and <paramref name="count"/> Q8_0 activation rows <paramref name="aStride"/>
+    /// bytes apart, each <paramref name="blocks"/> blocks long: the scalar twin's bits.
+    /// </summary>
+    private static void Q4_0Lanes(byte* x, nint wStride, int rows, byte* y, nint aStride, int count, int blocks, float* r, nint rStride)
+    {
+        if (rows == 0 || count == 0) return;
+        // What depends on the activations alone, once: their scales as floats and 8 * sum(q) per block.
+        int need = count * blocks;
+        float[] dyBuffer = ScaleScratch(need);
+        int[] sumBuffer = SumScratch(need);
+        fixed (float* dy = dyBuffer)
+        fixed (int* sy = sumBuffer)
+        {
+            for (int t = 0; t < count; t++)
+            {
+                byte* yt = y + t * aStride;
+                for (int b = 0; b < blocks; b++, yt += 34)
+                {
+                    dy[t * blocks + b] = Half(yt);
+                    sy[t * blocks + b] = 8 * Vector512.Sum(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)yt + 2)));
+                }
+            }
+            byte** rp = stackalloc byte*[16];
+            for (int r0 = 0; r0 < rows; r0 += 16)
+            {
+                int n = Math.Min(16, rows - r0);
+                // Lanes past the last row repeat it; their results are not written.
+                for (int i = 0; i < 16; i++) rp[i] = x + (r0 + Math.Min(i, n - 1)) * wStride;
+                for (int t = 0; t < count; t += Q4_0LaneTokens)
+                {
+                    int c = Math.Min(Q4_0LaneTokens, count - t);
+                    byte* yt = y + t * aStride;
+                    float* dyt = dy + t * blocks;
+                    int* syt = sy + t * blocks;
+                    float* rt = r + t * rStride + r0;
+                    switch (c)
+                    {
+                        case 8: Q4_0LanesCore<Tokens8>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        case 7: Q4_0LanesCore<Tokens7>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        case 6: Q4_0LanesCore<Tokens6>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        case 5: Q4_0LanesCore<Tokens5>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        case 4: Q4_0LanesCore<Tokens4>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        case 3: Q4_0LanesCore<Tokens3>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        case 2: Q4_0LanesCore<Tokens2>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        default: Q4_0LanesCore<Tokens1>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                    }
+                }
+            }
+        }
+    }
+
+    [ThreadStatic] private static int[]? _sumScratch;
+
+    // One buffer per thread for the activations' block sums, grown when a call needs more.
+    private static int[] SumScratch(int ints)
+    {
+        var s = _sumScratch;
+        if (s is null || s.Length < ints) _sumScratch = s = new int[Math.Max(ints, 4096)];
+        return s;
+    }
+
+    // The token count as a type: each count gets its own compiled kernel with the count a constant.
+    private interface ITokenCount { static abstract int Value { get; } }
+    private struct Tokens1 : ITokenCount { public static int Value => 1; }
+    private struct Tokens2 : ITokenCount { public static int Value => 2; }
+    private struct Tokens3 : ITokenCount { public static int Value => 3; }
+    private struct Tokens4 : ITokenCount { public static int Value => 4; }
+    private struct Tokens5 : ITokenCount { public static int Value => 5; }
+    private struct Tokens6 : ITokenCount { public static int Value => 6; }
+    private struct Tokens7 : ITokenCount { public static int Value => 7; }
+    private struct Tokens8 : ITokenCount { public static int Value => 8; }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Q4_0LanesCore<TCount>(byte** rp, byte* y, nint aStride, float* dy, int* sy, int blocks, float* r, nint rStride, int n)
+        where TCount : struct, ITokenCount
+    {
+        int count = TCount.Value;
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
+        var within = Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        var lanes = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        Vector512<int> offsets = default;
+        for (int i = 0; i < 16; i++) offsets = offsets.WithElement(i, (int)(rp[i] - rp[0]));
+        byte* y1 = y + aStride, y2 = y1 + aStride, y3 = y2 + aStride, y4 = y3 + aStride, y5 = y4 + aStride, y6 = y5 + aStride, y7 = y6 + aStride;
+        for (int b = 0; b < blocks; b++)
+        {
+            nint o = b * 18;
+            // 16 rows' nibbles: 4 rows per vector, then each row's 4 dwords spread over 4 vectors (D0..D3: dword j of
+            // every row, row i in lane i).
+            Vector512<int> z0 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[0] + o + 2), Vector128.Load(rp[1] + o + 2)), Vector256.Create(Vector128.Load(rp[2] + o + 2), Vector128.Load(rp[3] + o + 2))).AsInt32(), within);
+            Vector512<int> z1 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[4] + o + 2), Vector128.Load(rp[5] + o + 2)), Vector256.Create(Vector128.Load(rp[6] + o + 2), Vector128.Load(rp[7] + o + 2))).AsInt32(), within);
+            Vector512<int> z2 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[8] + o + 2), Vector128.Load(rp[9] + o + 2)), Vector256.Create(Vector128.Load(rp[10] + o + 2), Vector128.Load(rp[11] + o + 2))).AsInt32(), within);
+            Vector512<int> z3 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[12] + o + 2), Vector128.Load(rp[13] + o + 2)), Vector256.Create(Vector128.Load(rp[14] + o + 2), Vector128.Load(rp[15] + o + 2))).AsInt32(), within);
+            Vector512<int> p01 = Avx512F.Shuffle4x128(z0, z1, 0x44), p23 = Avx512F.Shuffle4x128(z2, z3, 0x44);
+            Vector512<int> q01 = Avx512F.Shuffle4x128(z0, z1, 0xEE), q23 = Avx512F.Shuffle4x128(z2, z3, 0xEE);
+            Vector512<byte> d0 = Avx512F.Shuffle4x128(p01, p23, 0x88).AsByte(), d1 = Avx512F.Shuffle4x128(p01, p23, 0xDD).AsByte();
+            Vector512<byte> d2 = Avx512F.Shuffle4x128(q01, q23, 0x88).AsByte(), d3 = Avx512F.Shuffle4x128(q01, q23, 0xDD).AsByte();
+            var low = Vector512.Create((byte)0x0F);
+            Vector512<byte> w0 = d0 & low, w1 = d1 & low, w2 = d2 & low, w3 = d3 & low;
+            Vector512<byte> w4 = (d0.AsUInt16() >> 4).AsByte() & low, w5 = (d1.AsUInt16() >> 4).AsByte() & low;
+            Vector512<byte> w6 = (d2.AsUInt16() >> 4).AsByte() & low, w7 = (d3.AsUInt16() >> 4).AsByte() & low;
+            // The rows' scales: each lane's first two bytes of the block.
+            Vector512<int> bits = Vector512.Create(Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetLower(), 1),
+                Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetUpper(), 1));
+            Vector512<float> dx = HalfToSingle((bits << 16) >> 16);
+            nint yo = b * 34;
+            acc0 = Q4_0LanesToken(acc0, w0, w1, w2, w3, w4, w5, w6, w7, y + yo, dx, dy[b], sy[b]);
+            if (count > 1) acc1 = Q4_0LanesToken(acc1, w0, w1, w2, w3, w4, w5, w6, w7, y1 + yo, dx, dy[blocks + b], sy[blocks + b]);
+            if (count > 2) acc2 = Q4_0LanesToken(acc2, w0, w1, w2, w3, w4, w5, w6, w7, y2 + yo, dx, dy[2 * blocks + b], sy[2 * blocks + b]);
+            if (count > 3) acc3 = Q4_0LanesToken(acc3, w0, w1, w2, w3, w4, w5, w6, w7, y3 + yo, dx, dy[3 * blocks + b], sy[3 * blocks + b]);
+            if (count > 4) acc4 = Q4_0LanesToken(acc4, w0, w1, w2, w3, w4, w5, w6, w7, y4 + yo, dx, dy[4 * blocks + b], sy[4 * blocks + b]);
+            if (count > 5) acc5 = Q4_0LanesToken(acc5, w0, w1, w2, w3, w4, w5, w6, w7, y5 + yo, dx, dy[5 * blocks + b], sy[5 * blocks + b]);
+            if (count > 6) acc6 = Q4_0LanesToken(acc6, w0, w1, w2, w3, w4, w5, w6, w7, y6 + yo, dx, dy[6 * blocks + b], sy[6 * blocks + b]);
+            if (count > 7) acc7 = Q4_0LanesToken(acc7, w0, w1, w2, w3, w4, w5, w6, w7, y7 + yo, dx, dy[7 * blocks + b], sy[7 * blocks + b]);
+        }
+        StoreLanes(acc0, r, n);
+        if (count > 1) StoreLanes(acc1, r + rStride, n);
+        if (count > 2) StoreLanes(acc2, r + 2 * rStride, n);
+        if (count > 3) StoreLanes(acc3, r + 3 * rStride, n);
+        if (count > 4) StoreLanes(acc4, r + 4 * rStride, n);
+        if (count > 5) StoreLanes(acc5, r + 5 * rStride, n);
+        if (count > 6) StoreLanes(acc6, r + 6 * rStride, n);
+        if (count > 7) StoreLanes(acc7, r + 7 * rStride, n);
+    }
+
+    /// <summary>One token's block for 16 rows: the exact integer dot products, then <c>sum += sumi * dx * dy</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Q4_0LanesToken(Vector512<float> acc, Vector512<byte> w0, Vector512<byte> w1, Vector512<byte> w2,
+        Vector512<byte> w3, Vector512<byte> w4, Vector512<byte> w5, Vector512<byte> w6, Vector512<byte> w7, byte* y, Vector512<float> dx,
+        float dy, int sy8)
+    {
+        Vector512<short> p = Avx512BW.MultiplyAddAdjacent(w0, Vector512.Create(*(int*)(y + 2)).AsSByte());
+        p += Avx512BW.MultiplyAddAdjacent(w1, Vector512.Create(*(int*)(y + 6)).AsSByte());
+        p += Avx512BW.MultiplyAddAdjacent(w2, Vector512.Create(*(int*)(y + 10)).AsSByte());
+        p += Avx512BW.MultiplyAddAdjacent(w3, Vector512.Create(*(int*)(y + 14)).AsSByte());
+        p += Avx512BW.MultiplyAddAdjacent(w4, Vector512.Create(*(int*)(y + 18)).AsSByte());
+        p += Avx512BW.MultiplyAddAdjacent(w5, Vector512.Create(*(int*)(y + 22)).AsSByte());
+        p += Avx512BW.MultiplyAddAdjacent(w6, Vector512.Create(*(int*)(y + 26)).AsSByte());
+        p += Avx512BW.MultiplyAddAdjacent(w7, Vector512.Create(*(int*)(y + 30)).AsSByte());
+        Vector512<int> sumi = Avx512BW.MultiplyAddAdjacent(p, Vector512.Create((short)1)) - Vector512.Create(sy8);
+        return acc + Avx512F.ConvertToVector512Single(sumi) * dx * Vector512.Create(dy);
+    }
+
+    /// <summary>The first <paramref name="n"/> lanes of <paramref name="v"/> to <paramref name="r"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreLanes(Vector512<float> v, float* r, int n)
+    {
+        if (n == 16) Vector512.Store(v, r);
+        else for (int i = 0; i < n; i++) r[i] = v.GetElement(i);
+    }
+}
