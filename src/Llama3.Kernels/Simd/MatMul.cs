@@ -18,6 +18,18 @@ public static unsafe class MatMul
     public const int RowBlock = 32;
 
     /// <summary>
+    /// F16 prompts of at least this many tokens take the lanes kernel (FloatDot.Lanes.cs): 16 or 32 rows widened and
+    /// transposed once, then every token (pp128 about 85 -> 165 tokens/s); fewer tokens would not pay the transposition.
+    /// </summary>
+    public const int LanesFrom = 8;
+
+    /// <summary>Scratch floats per worker that let <see cref="Rows"/> take every path for rows of <paramref name="cols"/>.</summary>
+    public static int ScratchFloats(int cols) => 2 * FloatDot.LaneRows * cols;
+
+    /// <summary>The longest rows whose two lane blocks (2 x 16 x cols floats) the F16 lanes path takes together.</summary>
+    private const int PairedLanesCols = 4096;
+
+    /// <summary>
     /// Rows <paramref name="rowStart"/>..<paramref name="rowEnd"/> of <c>y[t, r] = dot(W[r], x[t])</c> for
     /// <paramref name="n"/> activation rows.
     /// </summary>
@@ -30,11 +42,14 @@ public static unsafe class MatMul
     /// <param name="n">Number of activation rows.</param>
     /// <param name="y">Outputs, <paramref name="n"/> rows of <paramref name="yStride"/> floats.</param>
     /// <param name="yStride">Floats per output row (the weight matrix's row count).</param>
-    /// <param name="scratch">Room for one dequantized weight row (<c>cols</c> floats).</param>
+    /// <param name="scratch">
+    /// Room for one dequantized weight row (<c>cols</c> floats); F16 prompts of 8 tokens or more on AVX-512 take the
+    /// lanes kernel where it holds <see cref="FloatDot.LaneRows"/> rows (<see cref="ScratchFloats"/>).
+    /// </param>
     public static void Rows(QuantType type, byte* weights, long rowBytes, int rowStart, int rowEnd,
         ReadOnlySpan<float> x, int n, Span<float> y, int yStride, Span<float> scratch)
     {
-        int cols = scratch.Length;
+        int cols = Columns(x, n, scratch);
         if (type.Type is GgmlType.F16 or GgmlType.BF16)
         {
             // Widened in registers, each weight vector shared by up to 8 tokens (FloatDot).
@@ -42,6 +57,11 @@ public static unsafe class MatMul
             bool f16 = type.Type == GgmlType.F16;
             Span<float> results = stackalloc float[FloatDot.MaxRows];
             const int group = FloatDot.MaxRows;
+            if (f16 && n >= LanesFrom && KernelPaths.Best == KernelPath.Avx512 && scratch.Length >= FloatDot.LaneRows * cols)
+            {
+                F16Lanes(weights, rowBytes, rowStart, rowEnd, x, n, y, yStride, cols, scratch);
+                return;
+            }
             if (f16 && n >= FloatDot.PairRows && KernelPaths.Best == KernelPath.Avx512)
             {
                 F16Pairs(weights, rowBytes, rowStart, rowEnd, x, n, y, yStride, cols);
@@ -70,8 +90,8 @@ public static unsafe class MatMul
         {
             var row = new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes));
             // F32 rows are dotted in place in the mapping; other types are dequantized once per row for all tokens.
-            ReadOnlySpan<float> w = f32 ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(row) : scratch;
-            if (!f32) type.Dequantize(row, scratch);
+            ReadOnlySpan<float> w = f32 ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(row) : scratch[..cols];
+            if (!f32) type.Dequantize(row, scratch[..cols]);
             for (int t = 0; t < n; t++)
                 y[t * yStride + r] = TensorPrimitives.Dot(w, x.Slice(t * cols, cols));
         }
@@ -111,11 +131,40 @@ public static unsafe class MatMul
         }
     }
 
+    // F16 prompts on AVX-512: 16 rows at a time widened and transposed (a column's 16 weights in one vector), then all
+    // the tokens, 8 at a time, one FMA per column and token with the activation broadcast (FloatDot.DotLanes).
+    private static void F16Lanes(byte* weights, long rowBytes, int rowStart, int rowEnd, ReadOnlySpan<float> x, int n, Span<float> y,
+        int yStride, int cols, Span<float> scratch)
+    {
+        // Two blocks of 16 rows at a time where they fit in L2 beside the activations (each broadcast activation then
+        // serves two FMAs), else one.
+        int step = scratch.Length >= 2 * FloatDot.LaneRows * cols && cols <= PairedLanesCols ? 2 * FloatDot.LaneRows : FloatDot.LaneRows;
+        for (int r0 = rowStart; r0 < rowEnd; r0 += step)
+        {
+            int rows = Math.Min(step, rowEnd - r0);
+            FloatDot.WidenTransposeF16(weights + r0 * rowBytes, rowBytes, Math.Min(rows, FloatDot.LaneRows), cols, scratch);
+            if (rows > FloatDot.LaneRows)
+                FloatDot.WidenTransposeF16(weights + (r0 + FloatDot.LaneRows) * rowBytes, rowBytes, rows - FloatDot.LaneRows, cols, scratch[(FloatDot.LaneRows * cols)..]);
+            FloatDot.DotLanes(scratch, rows, x, cols, n, y[r0..], yStride);
+        }
+    }
+
+    /// <summary>Columns of the activations (<paramref name="n"/> rows of them), checked against the scratch.</summary>
+    private static int Columns(ReadOnlySpan<float> x, int n, Span<float> scratch)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(n, 1);
+        int cols = x.Length / n;
+        if (cols * n != x.Length) throw new ArgumentException($"{x.Length} activations are not {n} whole rows", nameof(x));
+        if (scratch.Length < cols) throw new ArgumentException($"the scratch holds {scratch.Length} floats, a row needs {cols}", nameof(scratch));
+        return cols;
+    }
+
     /// <summary>The scalar twin of <see cref="Rows"/>: the same function with a plain loop for the dot product.</summary>
     public static void RowsScalar(QuantType type, byte* weights, long rowBytes, int rowStart, int rowEnd,
         ReadOnlySpan<float> x, int n, Span<float> y, int yStride, Span<float> scratch)
     {
-        int cols = scratch.Length;
+        int cols = Columns(x, n, scratch);
+        scratch = scratch[..cols];
         for (int r = rowStart; r < rowEnd; r++)
         {
             type.Dequantize(new ReadOnlySpan<byte>(weights + r * rowBytes, checked((int)rowBytes)), scratch);

@@ -105,7 +105,9 @@ public sealed unsafe class Transformer : IDisposable
         _tokenCache = new KvCache?[b];
         int maxCols = Math.Max(Math.Max(_c.Dim, qDim), _c.FfnDim);
         _rowScratch = new float[Workers][];
-        for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[maxCols];
+        // A row for the dequantizing fallback; 16 rows for F16 prompts' lanes kernel (MatMul.ScratchFloats).
+        int scratchFloats = b > 1 ? MatMul.ScratchFloats(maxCols) : maxCols;
+        for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[scratchFloats];
     }
 
     /// <summary>How activations meet quantized weights.</summary>
@@ -358,7 +360,7 @@ public sealed unsafe class Transformer : IDisposable
             if (!_quantized)
             {
                 MatMul.Rows(_type, _data, _rowBytes, start, end, _x.AsSpan(0, _n * _cols), _n, new Span<float>(_y, _yLength), _rows,
-                    owner._rowScratch[worker].AsSpan(0, _cols));
+                    owner._rowScratch[worker]);
                 return;
             }
             var act = owner._actQ;

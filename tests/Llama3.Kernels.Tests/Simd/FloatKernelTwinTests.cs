@@ -76,13 +76,14 @@ public class FloatKernelTwinTests
     [InlineData(GgmlType.F32, 7, 5)]
     [InlineData(GgmlType.F16, 33, 3)]
     [InlineData(GgmlType.F16, 65, 6)]  // 5 rows: two pairs and one row alone; 6 tokens: a group of 4 and one of 2
+    [InlineData(GgmlType.F16, 65, 11)] // 11 tokens: the lanes kernel (AVX-512), 8 and 3
     [InlineData(GgmlType.BF16, 257, 2)]
     [InlineData(GgmlType.Q8_0, 32 * 9, 4)]
     [InlineData(GgmlType.Q4_K, 256 * 2, 3)]
     public unsafe void MatMulRows(GgmlType type, int cols, int n)
     {
         var q = QuantTable.Get(type);
-        int rows = 5;
+        int rows = type == GgmlType.F16 && n >= MatMul.LanesFrom ? 37 : 5; // the lanes kernel: two blocks of 16 rows, then 5
         long rowBytes = q.RowBytes(cols);
         var rng = new Random(cols);
         var w = new byte[rows * rowBytes];
@@ -95,7 +96,7 @@ public class FloatKernelTwinTests
         var b = new float[n * rows];
         fixed (byte* p = w)
         {
-            MatMul.Rows(q, p, rowBytes, 0, rows, x, n, a, rows, new float[cols]);
+            MatMul.Rows(q, p, rowBytes, 0, rows, x, n, a, rows, new float[MatMul.ScratchFloats(cols)]);
             MatMul.RowsScalar(q, p, rowBytes, 0, rows, x, n, b, rows, new float[cols]);
         }
         // The tolerance scales with the sum of |terms| of each dot product (its rounding depends on that, not on the result).
