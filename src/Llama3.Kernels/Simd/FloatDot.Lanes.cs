@@ -55,38 +55,24 @@ public static unsafe partial class FloatDot
         Vector512<float> r8 = Load16(p[8] + k, false), r9 = Load16(p[9] + k, false), r10 = Load16(p[10] + k, false), r11 = Load16(p[11] + k, false);
         Vector512<float> r12 = Load16(p[12] + k, false), r13 = Load16(p[13] + k, false), r14 = Load16(p[14] + k, false), r15 = Load16(p[15] + k, false);
         // Pairs of rows interleaved, then quads: u_j holds column 4L + j of 4 rows in each 128-bit lane L.
-        Quad(r0, r1, r2, r3, out var a0, out var a1, out var a2, out var a3);
-        Quad(r4, r5, r6, r7, out var b0, out var b1, out var b2, out var b3);
-        Quad(r8, r9, r10, r11, out var c0, out var c1, out var c2, out var c3);
-        Quad(r12, r13, r14, r15, out var d0, out var d1, out var d2, out var d3);
-        Columns(a0, b0, c0, d0, t, 0);
-        Columns(a1, b1, c1, d1, t, 1);
-        Columns(a2, b2, c2, d2, t, 2);
-        Columns(a3, b3, c3, d3, t, 3);
+        FloatDotTranspose.Quad(r0, r1, r2, r3, out var a0, out var a1, out var a2, out var a3);
+        FloatDotTranspose.Quad(r4, r5, r6, r7, out var b0, out var b1, out var b2, out var b3);
+        FloatDotTranspose.Quad(r8, r9, r10, r11, out var c0, out var c1, out var c2, out var c3);
+        FloatDotTranspose.Quad(r12, r13, r14, r15, out var d0, out var d1, out var d2, out var d3);
+        Store(a0, b0, c0, d0, t, 0);
+        Store(a1, b1, c1, d1, t, 1);
+        Store(a2, b2, c2, d2, t, 2);
+        Store(a3, b3, c3, d3, t, 3);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Quad(Vector512<float> r0, Vector512<float> r1, Vector512<float> r2, Vector512<float> r3,
-        out Vector512<float> u0, out Vector512<float> u1, out Vector512<float> u2, out Vector512<float> u3)
+    private static void Store(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d, float* t, int j)
     {
-        Vector512<double> t0 = Avx512F.UnpackLow(r0, r1).AsDouble(), t1 = Avx512F.UnpackHigh(r0, r1).AsDouble();
-        Vector512<double> t2 = Avx512F.UnpackLow(r2, r3).AsDouble(), t3 = Avx512F.UnpackHigh(r2, r3).AsDouble();
-        u0 = Avx512F.UnpackLow(t0, t2).AsSingle();
-        u1 = Avx512F.UnpackHigh(t0, t2).AsSingle();
-        u2 = Avx512F.UnpackLow(t1, t3).AsSingle();
-        u3 = Avx512F.UnpackHigh(t1, t3).AsSingle();
-    }
-
-    // Columns j, 4 + j, 8 + j and 12 + j of the 16 rows from the four quads' u_j.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Columns(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d, float* t, int j)
-    {
-        Vector512<float> ab0 = Avx512F.Shuffle4x128(a, b, 0x88), ab1 = Avx512F.Shuffle4x128(a, b, 0xDD);
-        Vector512<float> cd0 = Avx512F.Shuffle4x128(c, d, 0x88), cd1 = Avx512F.Shuffle4x128(c, d, 0xDD);
-        Vector512.Store(Avx512F.Shuffle4x128(ab0, cd0, 0x88), t + (0 + j) * LaneRows);
-        Vector512.Store(Avx512F.Shuffle4x128(ab0, cd0, 0xDD), t + (8 + j) * LaneRows);
-        Vector512.Store(Avx512F.Shuffle4x128(ab1, cd1, 0x88), t + (4 + j) * LaneRows);
-        Vector512.Store(Avx512F.Shuffle4x128(ab1, cd1, 0xDD), t + (12 + j) * LaneRows);
+        FloatDotTranspose.Columns(a, b, c, d, out var cj, out var c4j, out var c8j, out var c12j);
+        Vector512.Store(cj, t + (0 + j) * LaneRows);
+        Vector512.Store(c4j, t + (4 + j) * LaneRows);
+        Vector512.Store(c8j, t + (8 + j) * LaneRows);
+        Vector512.Store(c12j, t + (12 + j) * LaneRows);
     }
 
     /// <summary>
@@ -216,5 +202,38 @@ public static unsafe partial class FloatDot
     {
         if (rows == LaneRows) Vector512.Store(v, y);
         else for (int i = 0; i < rows; i++) y[i] = v.GetElement(i);
+    }
+}
+
+/// <summary>
+/// The 16 x 16 transpose of 32-bit lanes in four unpack and shuffle stages (used on floats and, by the Q8_0 lanes
+/// kernel, on pairs of 16-bit quants): <see cref="Quad"/> on each group of 4 rows, then <see cref="Columns"/>.
+/// </summary>
+internal static class FloatDotTranspose
+{
+    /// <summary>4 rows interleaved: <c>u_j</c> holds column 4L + j of the 4 rows in each 128-bit lane L.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Quad(Vector512<float> r0, Vector512<float> r1, Vector512<float> r2, Vector512<float> r3,
+        out Vector512<float> u0, out Vector512<float> u1, out Vector512<float> u2, out Vector512<float> u3)
+    {
+        Vector512<double> t0 = Avx512F.UnpackLow(r0, r1).AsDouble(), t1 = Avx512F.UnpackHigh(r0, r1).AsDouble();
+        Vector512<double> t2 = Avx512F.UnpackLow(r2, r3).AsDouble(), t3 = Avx512F.UnpackHigh(r2, r3).AsDouble();
+        u0 = Avx512F.UnpackLow(t0, t2).AsSingle();
+        u1 = Avx512F.UnpackHigh(t0, t2).AsSingle();
+        u2 = Avx512F.UnpackLow(t1, t3).AsSingle();
+        u3 = Avx512F.UnpackHigh(t1, t3).AsSingle();
+    }
+
+    /// <summary>Columns j, 4 + j, 8 + j and 12 + j of the 16 rows, from the four quads' <c>u_j</c> (rows 0-3, 4-7, 8-11, 12-15).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Columns(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d,
+        out Vector512<float> cj, out Vector512<float> c4j, out Vector512<float> c8j, out Vector512<float> c12j)
+    {
+        Vector512<float> ab0 = Avx512F.Shuffle4x128(a, b, 0x88), ab1 = Avx512F.Shuffle4x128(a, b, 0xDD);
+        Vector512<float> cd0 = Avx512F.Shuffle4x128(c, d, 0x88), cd1 = Avx512F.Shuffle4x128(c, d, 0xDD);
+        cj = Avx512F.Shuffle4x128(ab0, cd0, 0x88);
+        c8j = Avx512F.Shuffle4x128(ab0, cd0, 0xDD);
+        c4j = Avx512F.Shuffle4x128(ab1, cd1, 0x88);
+        c12j = Avx512F.Shuffle4x128(ab1, cd1, 0xDD);
     }
 }

@@ -10,9 +10,9 @@ namespace Llama3.Kernels.Simd;
 // depends only on the activations is done once for all the weight rows. Q4_0 on AVX-512: a full group of 8 tokens puts
 // 16 weight rows in the lanes (QuantDot.Q4_0Lanes.cs); fewer tokens read the activation blocks' scales as floats once
 // instead of once per weight row (the 4-token inner loop then spends a load and a permute on them instead of two table
-// lookups, two multiplies and a blend per block pair and token). Q8_0 takes 8 tokens at a time, then 4: each block
-// pair's weights are widened once for 8 tokens (pp128 97 -> 115 tokens/s). Every result has the bits of DotMany for its
-// weight row: the same products, FMAs and sums in the same lanes and order.
+// lookups, two multiplies and a blend per block pair and token). Q8_0 likewise: a full group of 8 tokens in the lanes
+// (QuantDot.Q8_0Lanes.cs), fewer 4 at a time on the activation scales read as floats. Every result has the bits of
+// DotMany for its weight row: the same products, FMAs and sums in the same lanes and order.
 public static unsafe partial class QuantDot
 {
     /// <summary>Q4_0 weights, several rows, with several Q8_0 activation rows (see <see cref="DotTileRows"/>).</summary>
@@ -141,9 +141,23 @@ public static unsafe partial class QuantDot
         DotTileQ8_0(weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride, KernelPaths.Best);
 
     internal static void DotTileQ8_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
-        Span<float> results, int resultStride, KernelPath path) =>
+        Span<float> results, int resultStride, KernelPath path)
+    {
+        if (Q8_0InLanes(path, count))
+        {
+            // A full group of tokens: 16 weight rows in the lanes (QuantDot.Q8_0Lanes.cs).
+            QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
+            if (rows == 0) return;
+            Span<float> part = stackalloc float[8];
+            int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, part, 32, 34, 34, "Q8_0", "Q8_0");
+            fixed (byte* x = w, y = a)
+            fixed (float* r = results)
+                Q8_0Lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
+            return;
+        }
         Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 34, "Q8_0", &DotManyQ8_0,
-            &Q8_0Avx512Rows8Scaled, &Q8_0Avx512Rows4Scaled, &Q8_0Avx512Rows3, &Q8_0Avx512Rows2, &Q8_0Avx512);
+            null, &Q8_0Avx512Rows4Scaled, &Q8_0Avx512Rows3, &Q8_0Avx512Rows2, &Q8_0Avx512);
+    }
 
     // Q8_0Avx512Rows with rows = 4, the activation scales read as floats: the same dx·dy products and FMAs.
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -167,42 +181,6 @@ public static unsafe partial class QuantDot
         r[rStride] = Vector512.Sum(a10 + a11);
         r[2 * rStride] = Vector512.Sum(a20 + a21);
         r[3 * rStride] = Vector512.Sum(a30 + a31);
-    }
-
-    // Q8_0Avx512Rows4Scaled for 8 tokens: each widened weight block serves twice as many tokens; per token the same
-    // products and FMAs, the same bits.
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Q8_0Avx512Rows8Scaled(byte* x, byte* y, nint s, float* ys, int blocks, float* r, int rStride)
-    {
-        Vector512<float> a00 = Vector512<float>.Zero, a01 = Vector512<float>.Zero, a10 = Vector512<float>.Zero, a11 = Vector512<float>.Zero;
-        Vector512<float> a20 = Vector512<float>.Zero, a21 = Vector512<float>.Zero, a30 = Vector512<float>.Zero, a31 = Vector512<float>.Zero;
-        Vector512<float> a40 = Vector512<float>.Zero, a41 = Vector512<float>.Zero, a50 = Vector512<float>.Zero, a51 = Vector512<float>.Zero;
-        Vector512<float> a60 = Vector512<float>.Zero, a61 = Vector512<float>.Zero, a70 = Vector512<float>.Zero, a71 = Vector512<float>.Zero;
-        byte* y0 = y, y1 = y + s, y2 = y + 2 * s, y3 = y + 3 * s, y4 = y + 4 * s, y5 = y + 5 * s, y6 = y + 6 * s, y7 = y + 7 * s;
-        float* s0 = ys, s1 = ys + blocks, s2 = ys + 2 * blocks, s3 = ys + 3 * blocks;
-        float* s4 = ys + 4 * blocks, s5 = ys + 5 * blocks, s6 = ys + 6 * blocks, s7 = ys + 7 * blocks;
-        for (int b = 0; b < blocks; b += 2, x += 68, y0 += 68, y1 += 68, y2 += 68, y3 += 68, y4 += 68, y5 += 68, y6 += 68, y7 += 68)
-        {
-            Vector512<short> w0 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)x + 2));
-            Vector512<short> w1 = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)x + 36));
-            Vector512<float> dx0 = Vector512.Create(Half(x)), dx1 = Vector512.Create(Half(x + 34));
-            a00 = Q8_0BlockScaled(a00, w0, y0, dx0 * Vector512.Create(s0[b])); a01 = Q8_0BlockScaled(a01, w1, y0 + 34, dx1 * Vector512.Create(s0[b + 1]));
-            a10 = Q8_0BlockScaled(a10, w0, y1, dx0 * Vector512.Create(s1[b])); a11 = Q8_0BlockScaled(a11, w1, y1 + 34, dx1 * Vector512.Create(s1[b + 1]));
-            a20 = Q8_0BlockScaled(a20, w0, y2, dx0 * Vector512.Create(s2[b])); a21 = Q8_0BlockScaled(a21, w1, y2 + 34, dx1 * Vector512.Create(s2[b + 1]));
-            a30 = Q8_0BlockScaled(a30, w0, y3, dx0 * Vector512.Create(s3[b])); a31 = Q8_0BlockScaled(a31, w1, y3 + 34, dx1 * Vector512.Create(s3[b + 1]));
-            a40 = Q8_0BlockScaled(a40, w0, y4, dx0 * Vector512.Create(s4[b])); a41 = Q8_0BlockScaled(a41, w1, y4 + 34, dx1 * Vector512.Create(s4[b + 1]));
-            a50 = Q8_0BlockScaled(a50, w0, y5, dx0 * Vector512.Create(s5[b])); a51 = Q8_0BlockScaled(a51, w1, y5 + 34, dx1 * Vector512.Create(s5[b + 1]));
-            a60 = Q8_0BlockScaled(a60, w0, y6, dx0 * Vector512.Create(s6[b])); a61 = Q8_0BlockScaled(a61, w1, y6 + 34, dx1 * Vector512.Create(s6[b + 1]));
-            a70 = Q8_0BlockScaled(a70, w0, y7, dx0 * Vector512.Create(s7[b])); a71 = Q8_0BlockScaled(a71, w1, y7 + 34, dx1 * Vector512.Create(s7[b + 1]));
-        }
-        r[0] = Vector512.Sum(a00 + a01);
-        r[rStride] = Vector512.Sum(a10 + a11);
-        r[2 * rStride] = Vector512.Sum(a20 + a21);
-        r[3 * rStride] = Vector512.Sum(a30 + a31);
-        r[4 * rStride] = Vector512.Sum(a40 + a41);
-        r[5 * rStride] = Vector512.Sum(a50 + a51);
-        r[6 * rStride] = Vector512.Sum(a60 + a61);
-        r[7 * rStride] = Vector512.Sum(a70 + a71);
     }
 
     // The scale dx·dy multiplied in a vector (dy broadcast from memory within the multiply): the same product as the

@@ -6,7 +6,7 @@ namespace Llama3.Kernels.Tests.Simd;
 /// <summary>
 /// The multi-row dot products (<see cref="QuantType.DotMany"/>) give, row for row, exactly the bits of the single-row
 /// <see cref="QuantType.Dot"/> of the same instruction-set path, at awkward lengths, every count 1..8 and odd offsets;
-/// Q4_0's full groups of 8 tokens on AVX-512 (the lanes kernel) give exactly the scalar twin's bits instead.
+/// Q4_0's and Q8_0's full groups of 8 tokens on AVX-512 (the lanes kernels) give exactly the scalar twin's bits instead.
 /// </summary>
 public class QuantDotMultiTests
 {
@@ -60,7 +60,8 @@ public class QuantDotMultiTests
 
     /// <summary>The path whose single-row kernel a multi-row call of <paramref name="count"/> rows must match.</summary>
     private static KernelPath Expected(QuantType q, KernelPath path, int count) =>
-        q.Type == GgmlType.Q4_0 && QuantDot.Q4_0InLanes(path, count) ? KernelPath.Scalar : path;
+        (q.Type == GgmlType.Q4_0 && QuantDot.Q4_0InLanes(path, count)) || (q.Type == GgmlType.Q8_0 && QuantDot.Q8_0InLanes(path, count))
+            ? KernelPath.Scalar : path;
 
     /// <summary>The table's Dot, or its scalar twin where the table's DotMany takes Q4_0's lanes kernel.</summary>
     private static float TableDot(QuantType q, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n, int count) =>
