@@ -105,8 +105,9 @@ public sealed unsafe class Transformer : IDisposable
         _tokenCache = new KvCache?[b];
         int maxCols = Math.Max(Math.Max(_c.Dim, qDim), _c.FfnDim);
         _rowScratch = new float[Workers][];
-        // A row for the dequantizing fallback; 16 rows for F16 prompts' lanes kernel (MatMul.ScratchFloats).
-        int scratchFloats = b > 1 ? MatMul.ScratchFloats(maxCols) : maxCols;
+        // A row for the dequantizing fallback; two blocks of 16 rows for F16 prompts' lanes kernel (MatMul.ScratchFloats).
+        bool f16 = _output.Type == GgmlType.F16 || _layers.Any(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3 }.Any(w => w.Type == GgmlType.F16));
+        int scratchFloats = b > 1 && f16 ? MatMul.ScratchFloats(maxCols) : maxCols;
         for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[scratchFloats];
     }
 
