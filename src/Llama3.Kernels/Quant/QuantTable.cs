@@ -81,6 +81,15 @@ public delegate void DotRows(ReadOnlySpan<byte> weightRow, ReadOnlySpan<byte> ac
 public delegate void DotTileRows(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
     int activationRowBytes, int count, int n, Span<float> results, int resultStride);
 
+/// <summary>
+/// A prompt's matrix product over <paramref name="rows"/> weight rows and any number of activation rows
+/// (<paramref name="count"/>, at least 1): <c>results[t * resultStride + r]</c> gets exactly the bits of the type's
+/// scalar twin (<see cref="QuantType.DotScalar"/>) for weight row r and token t. A prompt kernel arranges each group of
+/// weight rows once for all the tokens.
+/// </summary>
+public delegate void DotPromptRows(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
+    int activationRowBytes, int count, int n, Span<float> results, int resultStride);
+
 /// <summary>One row of the quantization table: how a weight type is laid out and how it is read.</summary>
 /// <param name="Type">The ggml type number.</param>
 /// <param name="Name">The name ggml gives the type (as in GGUF tools' output).</param>
@@ -145,6 +154,12 @@ public sealed record QuantType(GgmlType Type, string Name, int BlockSize, int By
 
     private readonly DotTileRows? _dotTile;
 
+    /// <summary>
+    /// The prompt kernel (see <see cref="DotPromptRows"/>) where the type has one on this machine's best path (Q4_0 and
+    /// Q8_0 on AVX-512: weight rows in the vector lanes), else null; matrix products of 8 tokens or more take it.
+    /// </summary>
+    public DotPromptRows? DotPrompt { get; init; }
+
     private void LoopTile(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
         int activationRowBytes, int count, int n, Span<float> results, int resultStride) =>
         QuantDotTileChecks.Loop(DotMany, weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride);
@@ -177,11 +192,13 @@ public static class QuantTable
         Row(GgmlType.F32, "F32", 1, 4, FloatRows.DequantizeF32, ToF32, QuantDot.DotF32, QuantDotScalar.DotF32),
         Row(GgmlType.F16, "F16", 1, 2, FloatRows.DequantizeF16, ToF16, QuantDot.DotF16, QuantDotScalar.DotF16),
         Row(GgmlType.BF16, "BF16", 1, 2, FloatRows.DequantizeBF16, ToBF16, QuantDot.DotBF16, QuantDotScalar.DotBF16),
-        Row(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0, ToQ8_0, QuantDot.DotQ4_0, QuantDotScalar.DotQ4_0, QuantDot.DotManyQ4_0, QuantDot.DotTileQ4_0),
+        Row(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0, ToQ8_0, QuantDot.DotQ4_0, QuantDotScalar.DotQ4_0, QuantDot.DotManyQ4_0, QuantDot.DotTileQ4_0,
+            QuantDot.HasPromptKernels ? QuantDot.DotPromptQ4_0 : null),
         Row(GgmlType.Q4_1, "Q4_1", 32, 2 + 2 + 16, Blocks32.DequantizeQ4_1, ToQ8_1, QuantDot.DotQ4_1, QuantDotScalar.DotQ4_1),
         Row(GgmlType.Q5_0, "Q5_0", 32, 2 + 4 + 16, Blocks32.DequantizeQ5_0, ToQ8_0, QuantDot.DotQ5_0, QuantDotScalar.DotQ5_0),
         Row(GgmlType.Q5_1, "Q5_1", 32, 2 + 2 + 4 + 16, Blocks32.DequantizeQ5_1, ToQ8_1, QuantDot.DotQ5_1, QuantDotScalar.DotQ5_1),
-        Row(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0, ToQ8_0, QuantDot.DotQ8_0, QuantDotScalar.DotQ8_0, QuantDot.DotManyQ8_0, QuantDot.DotTileQ8_0),
+        Row(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0, ToQ8_0, QuantDot.DotQ8_0, QuantDotScalar.DotQ8_0, QuantDot.DotManyQ8_0, QuantDot.DotTileQ8_0,
+            QuantDot.HasPromptKernels ? QuantDot.DotPromptQ8_0 : null),
         // Q8_1 and Q8_K are activation types (ggml never dots them as weights); their dot products are scalar only.
         Row(GgmlType.Q8_1, "Q8_1", 32, 4 + 32, Blocks32.DequantizeQ8_1, ToQ8_1, QuantDotScalar.DotQ8_1, QuantDotScalar.DotQ8_1),
         Row(GgmlType.Q2_K, "Q2_K", 256, 16 + 64 + 2 + 2, BlocksK.DequantizeQ2_K, ToQ8_K, QuantDot.DotQ2_K, QuantDotScalar.DotQ2_K),
@@ -203,11 +220,13 @@ public static class QuantTable
     private readonly record struct ActivationType(GgmlType Type, QuantizeActivationRow Quantize, QuantizeActivationRow QuantizeScalar);
 
     private static QuantType Row(GgmlType type, string name, int blockSize, int bytesPerBlock, DequantizeRow dequantize,
-        ActivationType activations, DotRow dot, DotRow dotScalar, DotRows? dotMany = null, DotTileRows? dotTile = null) =>
+        ActivationType activations, DotRow dot, DotRow dotScalar, DotRows? dotMany = null, DotTileRows? dotTile = null,
+        DotPromptRows? dotPrompt = null) =>
         new(type, name, blockSize, bytesPerBlock, dequantize)
         {
             DotMany = dotMany!,
             DotTile = dotTile!,
+            DotPrompt = dotPrompt,
             VecDotType = activations.Type,
             QuantizeActivations = activations.Quantize,
             QuantizeActivationsScalar = activations.QuantizeScalar,

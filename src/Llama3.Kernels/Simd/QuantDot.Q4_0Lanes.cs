@@ -16,7 +16,8 @@ namespace Llama3.Kernels.Simd;
 // pmaddwd adds the pairs, and 8 * sum(y) is subtracted: the block's exact integer dot product sum((q - 8) * y).
 // Then, per row, sum += sumi * dx * dy in float, block after block: the steps of QuantDotScalar.DotQ4_0 (llama.cpp's
 // generic ggml_vec_dot_q4_0_q8_0), so this path gives the scalar twin's bits for every row and token. The nibble
-// transposition and the rows' scales are done once per block for 8 tokens: 16 rows x 1 block x 8 tokens cost about 26
+// transposition and the rows' scales are done once per group of 16 rows for all the tokens of the call (a prompt's,
+// through QuantType.DotPrompt; a tile's 8): with 8 tokens 16 rows x 1 block x 8 tokens cost about 26
 // vector operations a token where the horizontal kernel spends about 84 (pp128 about 120 -> 190 tokens/s). With one
 // token the transposition is not paid back (a decode step measured 30 -> 58 ms), so fewer tokens keep Q4_0Avx512.
 public static unsafe partial class QuantDot
@@ -31,6 +32,20 @@ public static unsafe partial class QuantDot
     /// tolerance, not its bits). Prompts go through the lanes kernel 8 tokens at a time.
     /// </summary>
     internal static bool Q4_0InLanes(KernelPath path, int count) => path == KernelPath.Avx512 && count == Q4_0LaneTokens;
+
+    /// <summary>Whether this machine's best path has the prompt kernels (<see cref="Quant.QuantType.DotPrompt"/>): AVX-512.</summary>
+    public static bool HasPromptKernels => KernelPaths.Best == KernelPath.Avx512;
+
+    /// <summary>Q4_0 weights with a prompt's Q8_0 activation rows (see <see cref="Quant.DotPromptRows"/>): the scalar twin's bits.</summary>
+    public static void DotPromptQ4_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride)
+    {
+        int blocks = QuantDotPromptChecks.Check(w, wStride, rows, a, aStride, count, n, results, resultStride, 18, "Q4_0");
+        if (rows == 0) return;
+        fixed (byte* x = w, y = a)
+        fixed (float* r = results)
+            Q4_0Lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
+    }
 
     /// <summary>
     /// <c>r[t * rStride + row] = DotQ4_0(row, token t)</c> for <paramref name="rows"/> weight rows
@@ -57,31 +72,76 @@ public static unsafe partial class QuantDot
                 }
             }
             byte** rp = stackalloc byte*[16];
-            for (int r0 = 0; r0 < rows; r0 += 16)
-            {
-                int n = Math.Min(16, rows - r0);
-                // Lanes past the last row repeat it; their results are not written.
-                for (int i = 0; i < 16; i++) rp[i] = x + (r0 + Math.Min(i, n - 1)) * wStride;
-                for (int t = 0; t < count; t += Q4_0LaneTokens)
+            Vector512<byte>[] prepBuffer = PrepScratch(blocks * 9);
+            fixed (Vector512<byte>* prep = prepBuffer)
+                for (int r0 = 0; r0 < rows; r0 += 16)
                 {
-                    int c = Math.Min(Q4_0LaneTokens, count - t);
-                    byte* yt = y + t * aStride;
-                    float* dyt = dy + t * blocks;
-                    int* syt = sy + t * blocks;
-                    float* rt = r + t * rStride + r0;
-                    switch (c)
+                    int n = Math.Min(16, rows - r0);
+                    // Lanes past the last row repeat it; their results are not written.
+                    for (int i = 0; i < 16; i++) rp[i] = x + (r0 + Math.Min(i, n - 1)) * wStride;
+                    Q4_0Prep(rp, blocks, prep);
+                    for (int t = 0; t < count; t += Q4_0LaneTokens)
                     {
-                        case 8: Q4_0LanesCore<Tokens8>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                        case 7: Q4_0LanesCore<Tokens7>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                        case 6: Q4_0LanesCore<Tokens6>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                        case 5: Q4_0LanesCore<Tokens5>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                        case 4: Q4_0LanesCore<Tokens4>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                        case 3: Q4_0LanesCore<Tokens3>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                        case 2: Q4_0LanesCore<Tokens2>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                        default: Q4_0LanesCore<Tokens1>(rp, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        int c = Math.Min(Q4_0LaneTokens, count - t);
+                        byte* yt = y + t * aStride;
+                        float* dyt = dy + t * blocks;
+                        int* syt = sy + t * blocks;
+                        float* rt = r + t * rStride + r0;
+                        switch (c)
+                        {
+                            case 8: Q4_0LanesCore<Tokens8>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                            case 7: Q4_0LanesCore<Tokens7>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                            case 6: Q4_0LanesCore<Tokens6>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                            case 5: Q4_0LanesCore<Tokens5>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                            case 4: Q4_0LanesCore<Tokens4>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                            case 3: Q4_0LanesCore<Tokens3>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                            case 2: Q4_0LanesCore<Tokens2>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                            default: Q4_0LanesCore<Tokens1>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
+                        }
                     }
                 }
-            }
+        }
+    }
+
+    [ThreadStatic] private static Vector512<byte>[]? _prepScratch;
+
+    // One buffer per thread for a group of rows arranged in lanes, grown when a call needs more.
+    private static Vector512<byte>[] PrepScratch(int vectors)
+    {
+        var s = _prepScratch;
+        if (s is null || s.Length < vectors) _prepScratch = s = new Vector512<byte>[Math.Max(vectors, 2048)];
+        return s;
+    }
+
+    // 16 rows' blocks arranged once for all the tokens: per block 8 vectors of nibbles (w_g: weights 4g..4g+3 of every
+    // row, row i in lane i) and the rows' scales as floats.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Q4_0Prep(byte** rp, int blocks, Vector512<byte>* prep)
+    {
+        var within = Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        Vector512<int> offsets = default;
+        for (int i = 0; i < 16; i++) offsets = offsets.WithElement(i, (int)(rp[i] - rp[0]));
+        var low = Vector512.Create((byte)0x0F);
+        for (int b = 0; b < blocks; b++, prep += 9)
+        {
+            nint o = b * 18;
+            // 16 rows' nibbles: 4 rows per vector, then each row's 4 dwords spread over 4 vectors (D0..D3: dword j of
+            // every row, row i in lane i).
+            Vector512<int> z0 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[0] + o + 2), Vector128.Load(rp[1] + o + 2)), Vector256.Create(Vector128.Load(rp[2] + o + 2), Vector128.Load(rp[3] + o + 2))).AsInt32(), within);
+            Vector512<int> z1 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[4] + o + 2), Vector128.Load(rp[5] + o + 2)), Vector256.Create(Vector128.Load(rp[6] + o + 2), Vector128.Load(rp[7] + o + 2))).AsInt32(), within);
+            Vector512<int> z2 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[8] + o + 2), Vector128.Load(rp[9] + o + 2)), Vector256.Create(Vector128.Load(rp[10] + o + 2), Vector128.Load(rp[11] + o + 2))).AsInt32(), within);
+            Vector512<int> z3 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[12] + o + 2), Vector128.Load(rp[13] + o + 2)), Vector256.Create(Vector128.Load(rp[14] + o + 2), Vector128.Load(rp[15] + o + 2))).AsInt32(), within);
+            Vector512<int> p01 = Avx512F.Shuffle4x128(z0, z1, 0x44), p23 = Avx512F.Shuffle4x128(z2, z3, 0x44);
+            Vector512<int> q01 = Avx512F.Shuffle4x128(z0, z1, 0xEE), q23 = Avx512F.Shuffle4x128(z2, z3, 0xEE);
+            Vector512<byte> d0 = Avx512F.Shuffle4x128(p01, p23, 0x88).AsByte(), d1 = Avx512F.Shuffle4x128(p01, p23, 0xDD).AsByte();
+            Vector512<byte> d2 = Avx512F.Shuffle4x128(q01, q23, 0x88).AsByte(), d3 = Avx512F.Shuffle4x128(q01, q23, 0xDD).AsByte();
+            prep[0] = d0 & low; prep[1] = d1 & low; prep[2] = d2 & low; prep[3] = d3 & low;
+            prep[4] = (d0.AsUInt16() >> 4).AsByte() & low; prep[5] = (d1.AsUInt16() >> 4).AsByte() & low;
+            prep[6] = (d2.AsUInt16() >> 4).AsByte() & low; prep[7] = (d3.AsUInt16() >> 4).AsByte() & low;
+            // The rows' scales: each lane's first two bytes of the block.
+            Vector512<int> bits = Vector512.Create(Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetLower(), 1),
+                Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetUpper(), 1));
+            prep[8] = HalfToSingle((bits << 16) >> 16).AsByte();
         }
     }
 
@@ -107,37 +167,16 @@ public static unsafe partial class QuantDot
     private struct Tokens8 : ITokenCount { public static int Value => 8; }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Q4_0LanesCore<TCount>(byte** rp, byte* y, nint aStride, float* dy, int* sy, int blocks, float* r, nint rStride, int n)
+    private static void Q4_0LanesCore<TCount>(Vector512<byte>* prep, byte* y, nint aStride, float* dy, int* sy, int blocks, float* r, nint rStride, int n)
         where TCount : struct, ITokenCount
     {
         int count = TCount.Value;
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
-        var within = Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        var lanes = Vector512.Create(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        Vector512<int> offsets = default;
-        for (int i = 0; i < 16; i++) offsets = offsets.WithElement(i, (int)(rp[i] - rp[0]));
         byte* y1 = y + aStride, y2 = y1 + aStride, y3 = y2 + aStride, y4 = y3 + aStride, y5 = y4 + aStride, y6 = y5 + aStride, y7 = y6 + aStride;
-        for (int b = 0; b < blocks; b++)
+        for (int b = 0; b < blocks; b++, prep += 9)
         {
-            nint o = b * 18;
-            // 16 rows' nibbles: 4 rows per vector, then each row's 4 dwords spread over 4 vectors (D0..D3: dword j of
-            // every row, row i in lane i).
-            Vector512<int> z0 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[0] + o + 2), Vector128.Load(rp[1] + o + 2)), Vector256.Create(Vector128.Load(rp[2] + o + 2), Vector128.Load(rp[3] + o + 2))).AsInt32(), within);
-            Vector512<int> z1 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[4] + o + 2), Vector128.Load(rp[5] + o + 2)), Vector256.Create(Vector128.Load(rp[6] + o + 2), Vector128.Load(rp[7] + o + 2))).AsInt32(), within);
-            Vector512<int> z2 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[8] + o + 2), Vector128.Load(rp[9] + o + 2)), Vector256.Create(Vector128.Load(rp[10] + o + 2), Vector128.Load(rp[11] + o + 2))).AsInt32(), within);
-            Vector512<int> z3 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[12] + o + 2), Vector128.Load(rp[13] + o + 2)), Vector256.Create(Vector128.Load(rp[14] + o + 2), Vector128.Load(rp[15] + o + 2))).AsInt32(), within);
-            Vector512<int> p01 = Avx512F.Shuffle4x128(z0, z1, 0x44), p23 = Avx512F.Shuffle4x128(z2, z3, 0x44);
-            Vector512<int> q01 = Avx512F.Shuffle4x128(z0, z1, 0xEE), q23 = Avx512F.Shuffle4x128(z2, z3, 0xEE);
-            Vector512<byte> d0 = Avx512F.Shuffle4x128(p01, p23, 0x88).AsByte(), d1 = Avx512F.Shuffle4x128(p01, p23, 0xDD).AsByte();
-            Vector512<byte> d2 = Avx512F.Shuffle4x128(q01, q23, 0x88).AsByte(), d3 = Avx512F.Shuffle4x128(q01, q23, 0xDD).AsByte();
-            var low = Vector512.Create((byte)0x0F);
-            Vector512<byte> w0 = d0 & low, w1 = d1 & low, w2 = d2 & low, w3 = d3 & low;
-            Vector512<byte> w4 = (d0.AsUInt16() >> 4).AsByte() & low, w5 = (d1.AsUInt16() >> 4).AsByte() & low;
-            Vector512<byte> w6 = (d2.AsUInt16() >> 4).AsByte() & low, w7 = (d3.AsUInt16() >> 4).AsByte() & low;
-            // The rows' scales: each lane's first two bytes of the block.
-            Vector512<int> bits = Vector512.Create(Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetLower(), 1),
-                Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetUpper(), 1));
-            Vector512<float> dx = HalfToSingle((bits << 16) >> 16);
+            Vector512<byte> w0 = prep[0], w1 = prep[1], w2 = prep[2], w3 = prep[3], w4 = prep[4], w5 = prep[5], w6 = prep[6], w7 = prep[7];
+            Vector512<float> dx = prep[8].AsSingle();
             nint yo = b * 34;
             acc0 = Q4_0LanesToken(acc0, w0, w1, w2, w3, w4, w5, w6, w7, y + yo, dx, dy[b], sy[b]);
             if (count > 1) acc1 = Q4_0LanesToken(acc1, w0, w1, w2, w3, w4, w5, w6, w7, y1 + yo, dx, dy[blocks + b], sy[blocks + b]);
@@ -182,5 +221,31 @@ public static unsafe partial class QuantDot
     {
         if (n == 16) Vector512.Store(v, r);
         else for (int i = 0; i < n; i++) r[i] = v.GetElement(i);
+    }
+}
+
+/// <summary>Argument checks of the prompt kernels (<see cref="Quant.DotPromptRows"/>).</summary>
+internal static class QuantDotPromptChecks
+{
+    /// <summary>Checks the shapes of a Q8_0-activation prompt product of a 32-weight block type; returns the block count.</summary>
+    public static int Check(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride, int weightBlockBytes, string typeName)
+    {
+        if (!QuantDot.HasPromptKernels) throw new PlatformNotSupportedException("the prompt kernels are the AVX-512 path's");
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfLessThan(resultStride, rows);
+        if (n % 32 != 0) throw new ArgumentException($"{n} values are not a whole number of {typeName} blocks of 32", nameof(n));
+        int blocks = n / 32;
+        if (wStride < (long)blocks * weightBlockBytes) throw new ArgumentException($"{typeName} rows of {blocks} blocks need {(long)blocks * weightBlockBytes} bytes, the stride is {wStride}", nameof(wStride));
+        if (aStride < (long)blocks * 34) throw new ArgumentException($"Q8_0 rows of {blocks} blocks need {(long)blocks * 34} bytes, the stride is {aStride}", nameof(aStride));
+        if (rows > 0 && (long)wStride * (rows - 1) + (long)blocks * weightBlockBytes > w.Length)
+            throw new ArgumentException($"{rows} weight rows of {wStride} bytes need more than the span's {w.Length}", nameof(w));
+        if ((long)aStride * (count - 1) + (long)blocks * 34 > a.Length)
+            throw new ArgumentException($"{count} activation rows of {aStride} bytes need more than the span's {a.Length}", nameof(a));
+        if (rows > 0 && (long)(count - 1) * resultStride + rows > results.Length)
+            throw new ArgumentException($"the results span holds {results.Length} floats, {(long)(count - 1) * resultStride + rows} needed", nameof(results));
+        return blocks;
     }
 }

@@ -11,12 +11,23 @@ namespace Llama3.Kernels.Simd;
 // The activations are widened to 16 bits once per call; per token each pair is broadcast to all lanes, pmaddwd gives
 // every row's two products summed, and 16 of those add up to the block's exact integer dot product. Then, per row,
 // sum += sumi * (dx * dy) in float, block after block: the steps of QuantDotScalar.DotQ8_0 (llama.cpp's generic
-// ggml_vec_dot_q8_0_q8_0), so this path gives the scalar twin's bits. The transposition is done once per block for
-// 8 tokens; with fewer tokens the horizontal kernels are kept.
+// ggml_vec_dot_q8_0_q8_0), so this path gives the scalar twin's bits. The transposition is done once per group of 16
+// rows for all the tokens of the call (a prompt's, or a tile's 8); tiles of fewer tokens keep the horizontal kernels.
 public static unsafe partial class QuantDot
 {
     /// <summary>Whether Q8_0's DotMany and DotTile take the lanes kernel (see <see cref="Q4_0InLanes"/>).</summary>
     internal static bool Q8_0InLanes(KernelPath path, int count) => path == KernelPath.Avx512 && count == Q4_0LaneTokens;
+
+    /// <summary>Q8_0 weights with a prompt's Q8_0 activation rows (see <see cref="Quant.DotPromptRows"/>): the scalar twin's bits.</summary>
+    public static void DotPromptQ8_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride)
+    {
+        int blocks = QuantDotPromptChecks.Check(w, wStride, rows, a, aStride, count, n, results, resultStride, 34, "Q8_0");
+        if (rows == 0) return;
+        fixed (byte* x = w, y = a)
+        fixed (float* r = results)
+            Q8_0Lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
+    }
 
     /// <summary>
     /// <c>r[t * rStride + row] = DotQ8_0(row, token t)</c> for <paramref name="rows"/> weight rows and
@@ -42,28 +53,63 @@ public static unsafe partial class QuantDot
                 }
             }
             byte** rp = stackalloc byte*[16];
-            for (int r0 = 0; r0 < rows; r0 += 16)
-            {
-                int n = Math.Min(16, rows - r0);
-                for (int i = 0; i < 16; i++) rp[i] = x + (r0 + Math.Min(i, n - 1)) * wStride;
-                for (int t = 0; t < count; t += Q4_0LaneTokens)
+            Vector512<byte>[] prepBuffer = PrepScratch(blocks * 17);
+            fixed (Vector512<byte>* prep = prepBuffer)
+                for (int r0 = 0; r0 < rows; r0 += 16)
                 {
-                    int c = Math.Min(Q4_0LaneTokens, count - t);
-                    short* ywt = yw + t * blocks * 32;
-                    float* dyt = dy + t * blocks, rt = r + t * rStride + r0;
-                    switch (c)
+                    int n = Math.Min(16, rows - r0);
+                    for (int i = 0; i < 16; i++) rp[i] = x + (r0 + Math.Min(i, n - 1)) * wStride;
+                    Q8_0Prep(rp, blocks, prep);
+                    for (int t = 0; t < count; t += Q4_0LaneTokens)
                     {
-                        case 8: Q8_0LanesCore<Tokens8>(rp, ywt, dyt, blocks, rt, rStride, n); break;
-                        case 7: Q8_0LanesCore<Tokens7>(rp, ywt, dyt, blocks, rt, rStride, n); break;
-                        case 6: Q8_0LanesCore<Tokens6>(rp, ywt, dyt, blocks, rt, rStride, n); break;
-                        case 5: Q8_0LanesCore<Tokens5>(rp, ywt, dyt, blocks, rt, rStride, n); break;
-                        case 4: Q8_0LanesCore<Tokens4>(rp, ywt, dyt, blocks, rt, rStride, n); break;
-                        case 3: Q8_0LanesCore<Tokens3>(rp, ywt, dyt, blocks, rt, rStride, n); break;
-                        case 2: Q8_0LanesCore<Tokens2>(rp, ywt, dyt, blocks, rt, rStride, n); break;
-                        default: Q8_0LanesCore<Tokens1>(rp, ywt, dyt, blocks, rt, rStride, n); break;
+                        int c = Math.Min(Q4_0LaneTokens, count - t);
+                        short* ywt = yw + t * blocks * 32;
+                        float* dyt = dy + t * blocks, rt = r + t * rStride + r0;
+                        switch (c)
+                        {
+                            case 8: Q8_0LanesCore<Tokens8>(prep, ywt, dyt, blocks, rt, rStride, n); break;
+                            case 7: Q8_0LanesCore<Tokens7>(prep, ywt, dyt, blocks, rt, rStride, n); break;
+                            case 6: Q8_0LanesCore<Tokens6>(prep, ywt, dyt, blocks, rt, rStride, n); break;
+                            case 5: Q8_0LanesCore<Tokens5>(prep, ywt, dyt, blocks, rt, rStride, n); break;
+                            case 4: Q8_0LanesCore<Tokens4>(prep, ywt, dyt, blocks, rt, rStride, n); break;
+                            case 3: Q8_0LanesCore<Tokens3>(prep, ywt, dyt, blocks, rt, rStride, n); break;
+                            case 2: Q8_0LanesCore<Tokens2>(prep, ywt, dyt, blocks, rt, rStride, n); break;
+                            default: Q8_0LanesCore<Tokens1>(prep, ywt, dyt, blocks, rt, rStride, n); break;
+                        }
                     }
                 }
-            }
+        }
+    }
+
+    // 16 rows' blocks arranged once for all the tokens: per block 16 vectors of weight pairs (w_g: weights 2g, 2g + 1
+    // of every row as 16-bit values, row i in lane i) and the rows' scales as floats.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Q8_0Prep(byte** rp, int blocks, Vector512<byte>* prep)
+    {
+        Vector512<int> offsets = default;
+        for (int i = 0; i < 16; i++) offsets = offsets.WithElement(i, (int)(rp[i] - rp[0]));
+        for (int b = 0; b < blocks; b++, prep += 17)
+        {
+            nint o = b * 34;
+            Vector512<float> r0 = Wide(rp[0] + o), r1 = Wide(rp[1] + o), r2 = Wide(rp[2] + o), r3 = Wide(rp[3] + o);
+            Vector512<float> r4 = Wide(rp[4] + o), r5 = Wide(rp[5] + o), r6 = Wide(rp[6] + o), r7 = Wide(rp[7] + o);
+            Vector512<float> r8 = Wide(rp[8] + o), r9 = Wide(rp[9] + o), r10 = Wide(rp[10] + o), r11 = Wide(rp[11] + o);
+            Vector512<float> r12 = Wide(rp[12] + o), r13 = Wide(rp[13] + o), r14 = Wide(rp[14] + o), r15 = Wide(rp[15] + o);
+            FloatDotTranspose.Quad(r0, r1, r2, r3, out var a0, out var a1, out var a2, out var a3);
+            FloatDotTranspose.Quad(r4, r5, r6, r7, out var b0, out var b1, out var b2, out var b3);
+            FloatDotTranspose.Quad(r8, r9, r10, r11, out var c0, out var c1, out var c2, out var c3);
+            FloatDotTranspose.Quad(r12, r13, r14, r15, out var d0, out var d1, out var d2, out var d3);
+            FloatDotTranspose.Columns(a0, b0, c0, d0, out var w0, out var w4, out var w8, out var w12);
+            FloatDotTranspose.Columns(a1, b1, c1, d1, out var w1, out var w5, out var w9, out var w13);
+            FloatDotTranspose.Columns(a2, b2, c2, d2, out var w2, out var w6, out var w10, out var w14);
+            FloatDotTranspose.Columns(a3, b3, c3, d3, out var w3, out var w7, out var w11, out var w15);
+            prep[0] = w0.AsByte(); prep[1] = w1.AsByte(); prep[2] = w2.AsByte(); prep[3] = w3.AsByte();
+            prep[4] = w4.AsByte(); prep[5] = w5.AsByte(); prep[6] = w6.AsByte(); prep[7] = w7.AsByte();
+            prep[8] = w8.AsByte(); prep[9] = w9.AsByte(); prep[10] = w10.AsByte(); prep[11] = w11.AsByte();
+            prep[12] = w12.AsByte(); prep[13] = w13.AsByte(); prep[14] = w14.AsByte(); prep[15] = w15.AsByte();
+            Vector512<int> bits = Vector512.Create(Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetLower(), 1),
+                Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetUpper(), 1));
+            prep[16] = HalfToSingle((bits << 16) >> 16).AsByte();
         }
     }
 
@@ -78,33 +124,19 @@ public static unsafe partial class QuantDot
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Q8_0LanesCore<TCount>(byte** rp, short* yw, float* dy, int blocks, float* r, nint rStride, int n)
+    private static void Q8_0LanesCore<TCount>(Vector512<byte>* prep, short* yw, float* dy, int blocks, float* r, nint rStride, int n)
         where TCount : struct, ITokenCount
     {
         int count = TCount.Value;
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
-        Vector512<int> offsets = default;
-        for (int i = 0; i < 16; i++) offsets = offsets.WithElement(i, (int)(rp[i] - rp[0]));
         nint tokenStride = (nint)blocks * 32;
-        for (int b = 0; b < blocks; b++)
+        for (int b = 0; b < blocks; b++, prep += 17)
         {
-            nint o = b * 34;
-            // Row i's 32 quants widened: 16 dwords, each a pair of weights; transposed, w_g holds pair g of every row.
-            Vector512<float> r0 = Wide(rp[0] + o), r1 = Wide(rp[1] + o), r2 = Wide(rp[2] + o), r3 = Wide(rp[3] + o);
-            Vector512<float> r4 = Wide(rp[4] + o), r5 = Wide(rp[5] + o), r6 = Wide(rp[6] + o), r7 = Wide(rp[7] + o);
-            Vector512<float> r8 = Wide(rp[8] + o), r9 = Wide(rp[9] + o), r10 = Wide(rp[10] + o), r11 = Wide(rp[11] + o);
-            Vector512<float> r12 = Wide(rp[12] + o), r13 = Wide(rp[13] + o), r14 = Wide(rp[14] + o), r15 = Wide(rp[15] + o);
-            FloatDotTranspose.Quad(r0, r1, r2, r3, out var a0, out var a1, out var a2, out var a3);
-            FloatDotTranspose.Quad(r4, r5, r6, r7, out var b0, out var b1, out var b2, out var b3);
-            FloatDotTranspose.Quad(r8, r9, r10, r11, out var c0, out var c1, out var c2, out var c3);
-            FloatDotTranspose.Quad(r12, r13, r14, r15, out var d0, out var d1, out var d2, out var d3);
-            FloatDotTranspose.Columns(a0, b0, c0, d0, out var w0, out var w4, out var w8, out var w12);
-            FloatDotTranspose.Columns(a1, b1, c1, d1, out var w1, out var w5, out var w9, out var w13);
-            FloatDotTranspose.Columns(a2, b2, c2, d2, out var w2, out var w6, out var w10, out var w14);
-            FloatDotTranspose.Columns(a3, b3, c3, d3, out var w3, out var w7, out var w11, out var w15);
-            Vector512<int> bits = Vector512.Create(Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetLower(), 1),
-                Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetUpper(), 1));
-            Vector512<float> dx = HalfToSingle((bits << 16) >> 16);
+            Vector512<float> w0 = prep[0].AsSingle(), w1 = prep[1].AsSingle(), w2 = prep[2].AsSingle(), w3 = prep[3].AsSingle();
+            Vector512<float> w4 = prep[4].AsSingle(), w5 = prep[5].AsSingle(), w6 = prep[6].AsSingle(), w7 = prep[7].AsSingle();
+            Vector512<float> w8 = prep[8].AsSingle(), w9 = prep[9].AsSingle(), w10 = prep[10].AsSingle(), w11 = prep[11].AsSingle();
+            Vector512<float> w12 = prep[12].AsSingle(), w13 = prep[13].AsSingle(), w14 = prep[14].AsSingle(), w15 = prep[15].AsSingle();
+            Vector512<float> dx = prep[16].AsSingle();
             short* yb = yw + (nint)b * 32;
             acc0 = Q8_0LanesToken(acc0, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb, dx, dy[b]);
             if (count > 1) acc1 = Q8_0LanesToken(acc1, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + tokenStride, dx, dy[blocks + b]);

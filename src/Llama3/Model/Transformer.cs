@@ -373,6 +373,17 @@ public sealed unsafe class Transformer : IDisposable
                     _y[r] = dot(new ReadOnlySpan<byte>(_data + r * _rowBytes, rowBytes), act.AsSpan(0, ab), _cols);
                 return;
             }
+            // A prompt (8 tokens or more) where the type has a prompt kernel: the chunk's rows in groups of 16 arranged once
+            // for all the tokens (Q4_0 and Q8_0 on AVX-512: the scalar twin's bits for every row and token).
+            var prompt = _type.DotPrompt;
+            if (prompt is not null && _n >= MatMul.LanesFrom)
+            {
+                int chunkRows = end - start;
+                var results = new Span<float>(_y + start, (_n - 1) * _rows + chunkRows);
+                prompt(new ReadOnlySpan<byte>(_data + start * _rowBytes, chunkRows * rowBytes), rowBytes, chunkRows, act.AsSpan(0, _n * ab), ab,
+                    _n, _cols, results, _rows);
+                return;
+            }
             // Several tokens: each weight block is decoded once for up to 8 of them, and what depends only on the
             // activations once for the chunk's rows (bit-identical to Dot per row and token).
             // Blocks of rows meet every group of tokens in turn, so a block's weights are read from L2 (MatMul.RowBlock).
