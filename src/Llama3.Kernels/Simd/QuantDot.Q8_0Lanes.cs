@@ -15,6 +15,9 @@ namespace Llama3.Kernels.Simd;
 // rows for all the tokens of the call (a prompt's, or a tile's 8); tiles of fewer tokens keep the horizontal kernels.
 public static unsafe partial class QuantDot
 {
+    /// <summary>Tokens one call of <see cref="Q8_0Lanes"/> takes in a prompt.</summary>
+    private const int PromptChunk = 64;
+
     /// <summary>Whether Q8_0's DotMany and DotTile take the lanes kernel (see <see cref="Q4_0InLanes"/>).</summary>
     internal static bool Q8_0InLanes(KernelPath path, int count) => path == KernelPath.Avx512 && count == Q4_0LaneTokens;
 
@@ -24,9 +27,12 @@ public static unsafe partial class QuantDot
     {
         int blocks = QuantDotPromptChecks.Check(w, wStride, rows, a, aStride, count, n, results, resultStride, 34, "Q8_0");
         if (rows == 0) return;
+        // 64 tokens at a time: their widened activations (64 bytes a block) stay a few MiB at most, and the rows'
+        // arrangement is still shared by 64 tokens.
         fixed (byte* x = w, y = a)
         fixed (float* r = results)
-            Q8_0Lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
+            for (int t = 0; t < count; t += PromptChunk)
+                Q8_0Lanes(x, wStride, rows, y + (nint)t * aStride, aStride, Math.Min(PromptChunk, count - t), blocks, r + (nint)t * resultStride, resultStride);
     }
 
     /// <summary>
