@@ -99,33 +99,26 @@ public static unsafe partial class FloatDot
                 if (blocks == 2)
                 {
                     float* wb = w + (long)LaneRows * cols;
-                    switch (Math.Min(LaneTokens, count - t))
-                    {
-                        case 8: LanesCore2<Lane8>(w, wb, xt, cols, rt, yStride, rows); break;
-                        case 7: LanesCore2<Lane7>(w, wb, xt, cols, rt, yStride, rows); break;
-                        case 6: LanesCore2<Lane6>(w, wb, xt, cols, rt, yStride, rows); break;
-                        case 5: LanesCore2<Lane5>(w, wb, xt, cols, rt, yStride, rows); break;
-                        case 4: LanesCore2<Lane4>(w, wb, xt, cols, rt, yStride, rows); break;
-                        case 3: LanesCore2<Lane3>(w, wb, xt, cols, rt, yStride, rows); break;
-                        case 2: LanesCore2<Lane2>(w, wb, xt, cols, rt, yStride, rows); break;
-                        default: LanesCore2<Lane1>(w, wb, xt, cols, rt, yStride, rows); break;
-                    }
+                    PairCores[Math.Min(LaneTokens, count - t) - 1](w, wb, xt, cols, rt, yStride, rows);
                     continue;
                 }
-                switch (Math.Min(LaneTokens, count - t))
-                {
-                    case 8: LanesCore<Lane8>(w, xt, cols, rt, yStride, rows); break;
-                    case 7: LanesCore<Lane7>(w, xt, cols, rt, yStride, rows); break;
-                    case 6: LanesCore<Lane6>(w, xt, cols, rt, yStride, rows); break;
-                    case 5: LanesCore<Lane5>(w, xt, cols, rt, yStride, rows); break;
-                    case 4: LanesCore<Lane4>(w, xt, cols, rt, yStride, rows); break;
-                    case 3: LanesCore<Lane3>(w, xt, cols, rt, yStride, rows); break;
-                    case 2: LanesCore<Lane2>(w, xt, cols, rt, yStride, rows); break;
-                    default: LanesCore<Lane1>(w, xt, cols, rt, yStride, rows); break;
-                }
+                Cores[Math.Min(LaneTokens, count - t) - 1](w, xt, cols, rt, yStride, rows);
             }
         }
     }
+
+    // The kernels for each token count, 1 to 8: one block of 16 rows, two.
+    private static readonly delegate*<float*, float*, int, float*, int, int, void>[] Cores =
+    [
+        &LanesCore<Lane1>, &LanesCore<Lane2>, &LanesCore<Lane3>, &LanesCore<Lane4>,
+        &LanesCore<Lane5>, &LanesCore<Lane6>, &LanesCore<Lane7>, &LanesCore<Lane8>,
+    ];
+
+    private static readonly delegate*<float*, float*, float*, int, float*, int, int, void>[] PairCores =
+    [
+        &LanesCore2<Lane1>, &LanesCore2<Lane2>, &LanesCore2<Lane3>, &LanesCore2<Lane4>,
+        &LanesCore2<Lane5>, &LanesCore2<Lane6>, &LanesCore2<Lane7>, &LanesCore2<Lane8>,
+    ];
 
     // The token count as a type: each count gets its own compiled kernel with the count a constant.
     private interface ILaneCount { static abstract int Value { get; } }

@@ -87,17 +87,7 @@ public static unsafe partial class QuantDot
                         float* dyt = dy + t * blocks;
                         int* syt = sy + t * blocks;
                         float* rt = r + t * rStride + r0;
-                        switch (c)
-                        {
-                            case 8: Q4_0LanesCore<Tokens8>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                            case 7: Q4_0LanesCore<Tokens7>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                            case 6: Q4_0LanesCore<Tokens6>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                            case 5: Q4_0LanesCore<Tokens5>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                            case 4: Q4_0LanesCore<Tokens4>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                            case 3: Q4_0LanesCore<Tokens3>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                            case 2: Q4_0LanesCore<Tokens2>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                            default: Q4_0LanesCore<Tokens1>(prep, yt, aStride, dyt, syt, blocks, rt, rStride, n); break;
-                        }
+                        Q4_0Cores[c - 1](prep, yt, aStride, dyt, syt, blocks, rt, rStride, n);
                     }
                 }
         }
@@ -144,6 +134,13 @@ public static unsafe partial class QuantDot
             prep[8] = HalfToSingle((bits << 16) >> 16).AsByte();
         }
     }
+
+    // The kernel for each token count, 1 to 8.
+    private static readonly delegate*<Vector512<byte>*, byte*, nint, float*, int*, int, float*, nint, int, void>[] Q4_0Cores =
+    [
+        &Q4_0LanesCore<Tokens1>, &Q4_0LanesCore<Tokens2>, &Q4_0LanesCore<Tokens3>, &Q4_0LanesCore<Tokens4>,
+        &Q4_0LanesCore<Tokens5>, &Q4_0LanesCore<Tokens6>, &Q4_0LanesCore<Tokens7>, &Q4_0LanesCore<Tokens8>,
+    ];
 
     [ThreadStatic] private static int[]? _sumScratch;
 

@@ -71,17 +71,7 @@ public static unsafe partial class QuantDot
                         int c = Math.Min(Q4_0LaneTokens, count - t);
                         short* ywt = yw + t * blocks * 32;
                         float* dyt = dy + t * blocks, rt = r + t * rStride + r0;
-                        switch (c)
-                        {
-                            case 8: Q8_0LanesCore<Tokens8>(prep, ywt, dyt, blocks, rt, rStride, n); break;
-                            case 7: Q8_0LanesCore<Tokens7>(prep, ywt, dyt, blocks, rt, rStride, n); break;
-                            case 6: Q8_0LanesCore<Tokens6>(prep, ywt, dyt, blocks, rt, rStride, n); break;
-                            case 5: Q8_0LanesCore<Tokens5>(prep, ywt, dyt, blocks, rt, rStride, n); break;
-                            case 4: Q8_0LanesCore<Tokens4>(prep, ywt, dyt, blocks, rt, rStride, n); break;
-                            case 3: Q8_0LanesCore<Tokens3>(prep, ywt, dyt, blocks, rt, rStride, n); break;
-                            case 2: Q8_0LanesCore<Tokens2>(prep, ywt, dyt, blocks, rt, rStride, n); break;
-                            default: Q8_0LanesCore<Tokens1>(prep, ywt, dyt, blocks, rt, rStride, n); break;
-                        }
+                        Q8_0Cores[c - 1](prep, ywt, dyt, blocks, rt, rStride, n);
                     }
                 }
         }
@@ -118,6 +108,13 @@ public static unsafe partial class QuantDot
             prep[16] = HalfToSingle((bits << 16) >> 16).AsByte();
         }
     }
+
+    // The kernel for each token count, 1 to 8.
+    private static readonly delegate*<Vector512<byte>*, short*, float*, int, float*, nint, int, void>[] Q8_0Cores =
+    [
+        &Q8_0LanesCore<Tokens1>, &Q8_0LanesCore<Tokens2>, &Q8_0LanesCore<Tokens3>, &Q8_0LanesCore<Tokens4>,
+        &Q8_0LanesCore<Tokens5>, &Q8_0LanesCore<Tokens6>, &Q8_0LanesCore<Tokens7>, &Q8_0LanesCore<Tokens8>,
+    ];
 
     [ThreadStatic] private static short[]? _wideScratch;
 

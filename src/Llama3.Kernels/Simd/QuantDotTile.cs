@@ -25,18 +25,25 @@ public static unsafe partial class QuantDot
     {
         if (Q4_0InLanes(path, count))
         {
-            // A full group of tokens: 16 weight rows in the lanes (QuantDot.Q4_0Lanes.cs).
-            QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
-            if (rows == 0) return;
-            Span<float> part = stackalloc float[8];
-            int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, part, 32, 18, 34, "Q4_0", "Q8_0");
-            fixed (byte* x = w, y = a)
-            fixed (float* r = results)
-                Q4_0Lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
+            LanesTile(w, wStride, rows, a, aStride, count, n, results, resultStride, 18, "Q4_0", &Q4_0Lanes); // QuantDot.Q4_0Lanes.cs
             return;
         }
         Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 18, "Q4_0", &DotManyQ4_0,
             null, &Q4_0Avx512Rows4Scaled, &Q4_0Avx512Rows3, &Q4_0Avx512Rows2, &Q4_0Avx512);
+    }
+
+    // A full group of tokens of a 32-weight block type with Q8_0 activations: 16 weight rows in the lanes.
+    private static void LanesTile(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride, int weightBlockBytes, string typeName,
+        delegate*<byte*, nint, int, byte*, nint, int, int, float*, nint, void> lanes)
+    {
+        QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
+        if (rows == 0) return;
+        Span<float> part = stackalloc float[8];
+        int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, part, 32, weightBlockBytes, 34, typeName, "Q8_0");
+        fixed (byte* x = w, y = a)
+        fixed (float* r = results)
+            lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
     }
 
     // The tile of a 32-weight block type with Q8_0 activations: the activation scales read as floats once, then per
@@ -145,14 +152,7 @@ public static unsafe partial class QuantDot
     {
         if (Q8_0InLanes(path, count))
         {
-            // A full group of tokens: 16 weight rows in the lanes (QuantDot.Q8_0Lanes.cs).
-            QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
-            if (rows == 0) return;
-            Span<float> part = stackalloc float[8];
-            int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, part, 32, 34, 34, "Q8_0", "Q8_0");
-            fixed (byte* x = w, y = a)
-            fixed (float* r = results)
-                Q8_0Lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
+            LanesTile(w, wStride, rows, a, aStride, count, n, results, resultStride, 34, "Q8_0", &Q8_0Lanes); // QuantDot.Q8_0Lanes.cs
             return;
         }
         Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 34, "Q8_0", &DotManyQ8_0,
