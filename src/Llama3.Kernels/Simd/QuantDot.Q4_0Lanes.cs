@@ -17,9 +17,10 @@ namespace Llama3.Kernels.Simd;
 // Then, per row, sum += sumi * dx * dy in float, block after block: the steps of QuantDotScalar.DotQ4_0 (llama.cpp's
 // generic ggml_vec_dot_q4_0_q8_0), so this path gives the scalar twin's bits for every row and token. The nibble
 // transposition and the rows' scales are done once per group of 16 rows for all the tokens of the call (a prompt's,
-// through QuantType.DotPrompt; a tile's 8): with 8 tokens 16 rows x 1 block x 8 tokens cost about 26
-// vector operations a token where the horizontal kernel spends about 84 (pp128 about 120 -> 190 tokens/s). With one
-// token the transposition is not paid back (a decode step measured 30 -> 58 ms), so fewer tokens keep Q4_0Avx512.
+// through QuantType.DotPrompt, or a tile's 8). Per token, 16 rows x 1 block then cost about 21 vector operations where
+// the horizontal kernel spends about 84 (pp128 about 120 -> 190 tokens/s with the arrangement per 8 tokens, 240 with it
+// once per prompt). With one token the arrangement is not paid back, reading 16 rows at once from memory (a decode step
+// measured 30 -> 58 ms), so fewer tokens keep Q4_0Avx512.
 public static unsafe partial class QuantDot
 {
     /// <summary>Tokens one pass of <see cref="Q4_0Lanes"/> takes (accumulators in registers).</summary>
@@ -29,7 +30,7 @@ public static unsafe partial class QuantDot
     /// Whether Q4_0's DotMany and DotTile take the lanes kernel: on AVX-512 for a full group of 8 tokens, where the
     /// nibbles' transposition, done once per block for all of them, pays. Those results have the scalar twin's bits
     /// (llama.cpp's generic order); fewer tokens, and Dot, keep the vector order of Q4_0Avx512 (within the scalar twin's
-    /// tolerance, not its bits). Prompts go through the lanes kernel 8 tokens at a time.
+    /// tolerance, not its bits). Prompts take the lanes kernel through DotPrompt instead.
     /// </summary>
     internal static bool Q4_0InLanes(KernelPath path, int count) => path == KernelPath.Avx512 && count == Q4_0LaneTokens;
 
