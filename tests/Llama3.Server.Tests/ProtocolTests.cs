@@ -236,14 +236,16 @@ public sealed class ServerLimitsTests
             var uri = new Uri(server.Address, "/v1/chat/completions");
             HttpRequestMessage Long() => new(HttpMethod.Post, uri)
             {
-                Content = new StringContent("""{"messages":[{"role":"user","content":"go"}],"stream":true}""", Encoding.UTF8, "application/json"),
+                // Greedy: the tiny model's answer to "go" runs past 5,000 tokens without an end of turn, so the first
+                // request holds its slot for the whole test (sampled, it could end early and free the slot).
+                Content = new StringContent("""{"messages":[{"role":"user","content":"go"}],"stream":true,"temperature":0}""", Encoding.UTF8, "application/json"),
             };
             using var first = await Http.SendAsync(Long(), HttpCompletionOption.ResponseHeadersRead);   // takes the slot
             Assert.Equal(HttpStatusCode.OK, first.StatusCode);
             var second = Http.SendAsync(Long(), HttpCompletionOption.ResponseHeadersRead);               // waits in the queue
             for (int i = 0; i < 200 && scheduler.Stats.Queued == 0; i++) await Task.Delay(10);
             Assert.Equal(1, scheduler.Stats.Queued);
-            using var third = await Http.SendAsync(Long());                                              // refused
+            using var third = await Http.SendAsync(Long(), HttpCompletionOption.ResponseHeadersRead);   // refused (headers: fails fast if not)
             Assert.Equal((HttpStatusCode)429, third.StatusCode);
             var error = JsonDocument.Parse(await third.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
             Assert.Contains("busy", error.GetProperty("message").GetString());
@@ -263,7 +265,7 @@ public sealed class ServerLimitsTests
             using var cts = new CancellationTokenSource();
             var request = new HttpRequestMessage(HttpMethod.Post, new Uri(server.Address, "/v1/chat/completions"))
             {
-                Content = new StringContent("""{"messages":[{"role":"user","content":"Tell me a long story"}],"stream":true}""", Encoding.UTF8, "application/json"),
+                Content = new StringContent("""{"messages":[{"role":"user","content":"Tell me a long story"}],"stream":true,"temperature":0}""", Encoding.UTF8, "application/json"),
             };
             var r = await Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
             var stream = await r.Content.ReadAsStreamAsync(cts.Token);
