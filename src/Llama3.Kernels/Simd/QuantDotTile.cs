@@ -29,7 +29,7 @@ public static unsafe partial class QuantDot
             return;
         }
         Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 18, "Q4_0", &DotManyQ4_0,
-            null, &Q4_0Avx512Rows4Scaled, &Q4_0Avx512Rows3, &Q4_0Avx512Rows2, &Q4_0Avx512);
+            &Q4_0Avx512Rows4Scaled, &Q4_0Avx512Rows3, &Q4_0Avx512Rows2, &Q4_0Avx512);
     }
 
     // A full group of tokens of a 32-weight block type with Q8_0 activations: 16 weight rows in the lanes.
@@ -52,7 +52,6 @@ public static unsafe partial class QuantDot
     private static void Tile32(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
         Span<float> results, int resultStride, KernelPath path, int weightBlockBytes, string typeName,
         delegate*<ReadOnlySpan<byte>, ReadOnlySpan<byte>, int, int, int, Span<float>, KernelPath, void> many,
-        delegate*<byte*, byte*, nint, float*, int, float*, int, void> rows8,
         delegate*<byte*, byte*, nint, float*, int, float*, int, void> rows4,
         delegate*<byte*, byte*, nint, int, float*, void> rows3,
         delegate*<byte*, byte*, nint, int, float*, void> rows2,
@@ -81,9 +80,6 @@ public static unsafe partial class QuantDot
             {
                 byte* x = x0 + (nint)row * wStride;
                 int t = 0;
-                if (rows8 != null)
-                    for (; t + 8 <= count; t += 8)
-                        rows8(x, y + (nint)t * aStride, aStride, ys + t * blocks, blocks, r + (nint)t * resultStride + row, resultStride);
                 for (; t + 4 <= count; t += 4)
                     rows4(x, y + (nint)t * aStride, aStride, ys + t * blocks, blocks, r + (nint)t * resultStride + row, resultStride);
                 byte* yi = y + (nint)t * aStride;
@@ -156,7 +152,7 @@ public static unsafe partial class QuantDot
             return;
         }
         Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 34, "Q8_0", &DotManyQ8_0,
-            null, &Q8_0Avx512Rows4Scaled, &Q8_0Avx512Rows3, &Q8_0Avx512Rows2, &Q8_0Avx512);
+            &Q8_0Avx512Rows4Scaled, &Q8_0Avx512Rows3, &Q8_0Avx512Rows2, &Q8_0Avx512);
     }
 
     // Q8_0Avx512Rows with rows = 4, the activation scales read as floats: the same dx·dy products and FMAs.
