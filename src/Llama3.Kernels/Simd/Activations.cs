@@ -72,11 +72,8 @@ public static class Activations
     /// <summary>The scalar twin of <see cref="Softmax"/>.</summary>
     public static void SoftmaxScalar(Span<float> x)
     {
-        float max = float.NegativeInfinity;
-        foreach (float v in x) max = MathF.Max(max, v);
-        float sum = 0;
-        for (int i = 0; i < x.Length; i++) sum += x[i] = ExpScalar(x[i] - max);
-        for (int i = 0; i < x.Length; i++) x[i] /= sum;
+        float scale = 1f / ExpShiftedScalar(x);
+        for (int i = 0; i < x.Length; i++) x[i] *= scale;
     }
 
     // cephes expf (Moshier, cephes/single/expf.c): x = k ln2 + r with ln 2 split in C1 + C2 (Cody and Waite; k C1 is exact),

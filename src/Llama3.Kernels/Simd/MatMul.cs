@@ -18,8 +18,9 @@ public static unsafe class MatMul
     public const int RowBlock = 32;
 
     /// <summary>
-    /// F16 prompts of at least this many tokens take the lanes kernel (FloatDot.Lanes.cs): 16 or 32 rows widened and
-    /// transposed once, then every token (pp128 about 85 -> 165 tokens/s); fewer tokens would not pay the transposition.
+    /// Matrix products of at least this many tokens take the lanes kernels, which arrange 16 (F16: up to 32) weight rows
+    /// once for all the tokens: F16 here (FloatDot.Lanes.cs; pp128 about 85 -> 165 tokens/s), Q4_0 and Q8_0 through
+    /// QuantType.DotPrompt. Fewer tokens would not pay the arrangement.
     /// </summary>
     public const int LanesFrom = 8;
 

@@ -16,23 +16,15 @@ namespace Llama3.Kernels.Simd;
 // pmaddwd adds the pairs, and 8 * sum(y) is subtracted: the block's exact integer dot product sum((q - 8) * y).
 // Then, per row, sum += sumi * dx * dy in float, block after block: the steps of QuantDotScalar.DotQ4_0 (llama.cpp's
 // generic ggml_vec_dot_q4_0_q8_0), so this path gives the scalar twin's bits for every row and token. The nibble
-// transposition and the rows' scales are done once per group of 16 rows for all the tokens of the call (a prompt's,
-// through QuantType.DotPrompt, or a tile's 8). Per token, 16 rows x 1 block then cost about 21 vector operations where
+// transposition and the rows' scales are done once per group of 16 rows for all of a prompt's tokens
+// (QuantType.DotPrompt). Per token, 16 rows x 1 block then cost about 21 vector operations where
 // the horizontal kernel spends about 84 (pp128 about 120 -> 190 tokens/s with the arrangement per 8 tokens, 240 with it
 // once per prompt). With one token the arrangement is not paid back, reading 16 rows at once from memory (a decode step
-// measured 30 -> 58 ms), so fewer tokens keep Q4_0Avx512.
+// measured 30 -> 58 ms), so fewer tokens keep Q4_0Avx512 (DotTile, DotMany, Dot).
 public static unsafe partial class QuantDot
 {
-    /// <summary>Tokens one pass of <see cref="Q4_0Lanes"/> takes (accumulators in registers).</summary>
-    private const int Q4_0LaneTokens = 8;
-
-    /// <summary>
-    /// Whether Q4_0's DotMany and DotTile take the lanes kernel: on AVX-512 for a full group of 8 tokens, where the
-    /// nibbles' transposition, done once per block for all of them, pays. Those results have the scalar twin's bits
-    /// (llama.cpp's generic order); fewer tokens, and Dot, keep the vector order of Q4_0Avx512 (within the scalar twin's
-    /// tolerance, not its bits). Prompts take the lanes kernel through DotPrompt instead.
-    /// </summary>
-    internal static bool Q4_0InLanes(KernelPath path, int count) => path == KernelPath.Avx512 && count == Q4_0LaneTokens;
+    /// <summary>Tokens one pass of a lanes kernel takes (accumulators in registers).</summary>
+    private const int LaneTokens = 8;
 
     /// <summary>Whether this machine's best path has the prompt kernels (<see cref="Quant.QuantType.DotPrompt"/>): AVX-512.</summary>
     public static bool HasPromptKernels => KernelPaths.Best == KernelPath.Avx512;
@@ -78,12 +70,11 @@ public static unsafe partial class QuantDot
                 for (int r0 = 0; r0 < rows; r0 += 16)
                 {
                     int n = Math.Min(16, rows - r0);
-                    // Lanes past the last row repeat it; their results are not written.
-                    for (int i = 0; i < 16; i++) rp[i] = x + (r0 + Math.Min(i, n - 1)) * wStride;
+                    RowPointers(rp, x, wStride, r0, n);
                     Q4_0Prep(rp, blocks, prep);
-                    for (int t = 0; t < count; t += Q4_0LaneTokens)
+                    for (int t = 0; t < count; t += LaneTokens)
                     {
-                        int c = Math.Min(Q4_0LaneTokens, count - t);
+                        int c = Math.Min(LaneTokens, count - t);
                         byte* yt = y + t * aStride;
                         float* dyt = dy + t * blocks;
                         int* syt = sy + t * blocks;
@@ -104,14 +95,37 @@ public static unsafe partial class QuantDot
         return s;
     }
 
+    // Pointers to the 16 rows from r0; lanes past the last of the n rows repeat it (their results are not written).
+    private static void RowPointers(byte** rp, byte* x, nint wStride, int r0, int n)
+    {
+        for (int i = 0; i < 16; i++) rp[i] = x + (r0 + Math.Min(i, n - 1)) * wStride;
+    }
+
+    // Each row's offset from the first, for gathering one value per row.
+    private static Vector512<int> RowOffsets(byte** rp)
+    {
+        Vector512<int> offsets = default;
+        for (int i = 0; i < 16; i++) offsets = offsets.WithElement(i, (int)(rp[i] - rp[0]));
+        return offsets;
+    }
+
+    // The 16 rows' block scales (the half at offset o of each row), widened; two gathers of 8 (AVX-512 gathers are not
+    // exposed).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> RowScales(byte** rp, Vector512<int> offsets, nint o)
+    {
+        Vector512<int> bits = Vector512.Create(Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetLower(), 1),
+            Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetUpper(), 1));
+        return HalfToSingle((bits << 16) >> 16);
+    }
+
     // 16 rows' blocks arranged once for all the tokens: per block 8 vectors of nibbles (w_g: weights 4g..4g+3 of every
     // row, row i in lane i) and the rows' scales as floats.
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Q4_0Prep(byte** rp, int blocks, Vector512<byte>* prep)
     {
         var within = Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        Vector512<int> offsets = default;
-        for (int i = 0; i < 16; i++) offsets = offsets.WithElement(i, (int)(rp[i] - rp[0]));
+        Vector512<int> offsets = RowOffsets(rp);
         var low = Vector512.Create((byte)0x0F);
         for (int b = 0; b < blocks; b++, prep += 9)
         {
@@ -129,10 +143,7 @@ public static unsafe partial class QuantDot
             prep[0] = d0 & low; prep[1] = d1 & low; prep[2] = d2 & low; prep[3] = d3 & low;
             prep[4] = (d0.AsUInt16() >> 4).AsByte() & low; prep[5] = (d1.AsUInt16() >> 4).AsByte() & low;
             prep[6] = (d2.AsUInt16() >> 4).AsByte() & low; prep[7] = (d3.AsUInt16() >> 4).AsByte() & low;
-            // The rows' scales: each lane's first two bytes of the block.
-            Vector512<int> bits = Vector512.Create(Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetLower(), 1),
-                Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetUpper(), 1));
-            prep[8] = HalfToSingle((bits << 16) >> 16).AsByte();
+            prep[8] = RowScales(rp, offsets, o).AsByte();
         }
     }
 

@@ -12,14 +12,11 @@ namespace Llama3.Kernels.Simd;
 // every row's two products summed, and 16 of those add up to the block's exact integer dot product. Then, per row,
 // sum += sumi * (dx * dy) in float, block after block: the steps of QuantDotScalar.DotQ8_0 (llama.cpp's generic
 // ggml_vec_dot_q8_0_q8_0), so this path gives the scalar twin's bits. The transposition is done once per group of 16
-// rows for all the tokens of the call (a prompt's, or a tile's 8); tiles of fewer tokens keep the horizontal kernels.
+// rows for 64 of a prompt's tokens at a time (QuantType.DotPrompt); fewer than 8 tokens keep the horizontal kernels.
 public static unsafe partial class QuantDot
 {
     /// <summary>Tokens one call of <see cref="Q8_0Lanes"/> takes in a prompt.</summary>
     private const int PromptChunk = 64;
-
-    /// <summary>Whether Q8_0's DotMany and DotTile take the lanes kernel (see <see cref="Q4_0InLanes"/>).</summary>
-    internal static bool Q8_0InLanes(KernelPath path, int count) => path == KernelPath.Avx512 && count == Q4_0LaneTokens;
 
     /// <summary>Q8_0 weights with a prompt's Q8_0 activation rows (see <see cref="Quant.DotPromptRows"/>): the scalar twin's bits.</summary>
     public static void DotPromptQ8_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
@@ -64,11 +61,11 @@ public static unsafe partial class QuantDot
                 for (int r0 = 0; r0 < rows; r0 += 16)
                 {
                     int n = Math.Min(16, rows - r0);
-                    for (int i = 0; i < 16; i++) rp[i] = x + (r0 + Math.Min(i, n - 1)) * wStride;
+                    RowPointers(rp, x, wStride, r0, n);
                     Q8_0Prep(rp, blocks, prep);
-                    for (int t = 0; t < count; t += Q4_0LaneTokens)
+                    for (int t = 0; t < count; t += LaneTokens)
                     {
-                        int c = Math.Min(Q4_0LaneTokens, count - t);
+                        int c = Math.Min(LaneTokens, count - t);
                         short* ywt = yw + t * blocks * 32;
                         float* dyt = dy + t * blocks, rt = r + t * rStride + r0;
                         Q8_0Cores[c - 1](prep, ywt, dyt, blocks, rt, rStride, n);
@@ -82,8 +79,7 @@ public static unsafe partial class QuantDot
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Q8_0Prep(byte** rp, int blocks, Vector512<byte>* prep)
     {
-        Vector512<int> offsets = default;
-        for (int i = 0; i < 16; i++) offsets = offsets.WithElement(i, (int)(rp[i] - rp[0]));
+        Vector512<int> offsets = RowOffsets(rp);
         for (int b = 0; b < blocks; b++, prep += 17)
         {
             nint o = b * 34;
@@ -103,9 +99,7 @@ public static unsafe partial class QuantDot
             prep[4] = w4.AsByte(); prep[5] = w5.AsByte(); prep[6] = w6.AsByte(); prep[7] = w7.AsByte();
             prep[8] = w8.AsByte(); prep[9] = w9.AsByte(); prep[10] = w10.AsByte(); prep[11] = w11.AsByte();
             prep[12] = w12.AsByte(); prep[13] = w13.AsByte(); prep[14] = w14.AsByte(); prep[15] = w15.AsByte();
-            Vector512<int> bits = Vector512.Create(Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetLower(), 1),
-                Avx2.GatherVector256((int*)(rp[0] + o), offsets.GetUpper(), 1));
-            prep[16] = HalfToSingle((bits << 16) >> 16).AsByte();
+            prep[16] = RowScales(rp, offsets, o).AsByte();
         }
     }
 

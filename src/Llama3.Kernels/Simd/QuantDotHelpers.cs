@@ -86,7 +86,8 @@ internal static unsafe class QuantDotHelpers
 
     /// <summary>
     /// Halves to floats, exactly as <see cref="Float16.HalfToSingle"/> (subnormals, infinities and NaN payloads
-    /// included): <paramref name="halves"/> are the bits sign-extended to 32. Sign, exponent and mantissa are moved
+    /// included; a signaling NaN stays signaling, where .NET's conversion sets the quiet bit): <paramref name="halves"/>
+    /// are the bits sign-extended to 32. Sign, exponent and mantissa are moved
     /// into a float's places and the value scaled by 2^112 (the exponent bias difference; exact, and subnormal
     /// halves come out right because their float image is subnormal too); exponent 31 becomes 255.
     /// </summary>

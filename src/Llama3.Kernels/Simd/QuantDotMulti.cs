@@ -46,12 +46,6 @@ public static unsafe partial class QuantDot
         fixed (byte* x = w, y = a)
         fixed (float* r = results)
         {
-            if (Q4_0InLanes(path, count))
-            {
-                // A full group of tokens: the lanes kernel (QuantDot.Q4_0Lanes.cs), here for one weight row, as the tile does.
-                Q4_0Lanes(x, 0, 1, y, stride, count, blocks, r, 1);
-                return;
-            }
             int i = 0;
             bool wide = path == KernelPath.Avx512;
             for (; i + 4 <= count; i += 4)
@@ -79,12 +73,6 @@ public static unsafe partial class QuantDot
         fixed (byte* x = w, y = a)
         fixed (float* r = results)
         {
-            if (Q8_0InLanes(path, count))
-            {
-                // A full group of tokens: the lanes kernel (QuantDot.Q8_0Lanes.cs), here for one weight row, as the tile does.
-                Q8_0Lanes(x, 0, 1, y, stride, count, blocks, r, 1);
-                return;
-            }
             int i = 0;
             bool wide = path == KernelPath.Avx512;
             for (; i + 4 <= count; i += 4)

@@ -7,12 +7,11 @@ using static Llama3.Kernels.Simd.QuantDotHelpers;
 namespace Llama3.Kernels.Simd;
 
 // Tiles of a matrix product (QuantType.DotTile): several weight rows with up to 8 activation rows in one call, so what
-// depends only on the activations is done once for all the weight rows. Q4_0 on AVX-512: a full group of 8 tokens puts
-// 16 weight rows in the lanes (QuantDot.Q4_0Lanes.cs); fewer tokens read the activation blocks' scales as floats once
-// instead of once per weight row (the 4-token inner loop then spends a load and a permute on them instead of two table
-// lookups, two multiplies and a blend per block pair and token). Q8_0 likewise: a full group of 8 tokens in the lanes
-// (QuantDot.Q8_0Lanes.cs), fewer 4 at a time on the activation scales read as floats. Every result has the bits of
-// DotMany for its weight row: the same products, FMAs and sums in the same lanes and order.
+// depends only on the activations is done once for all the weight rows. For Q4_0 and Q8_0 on AVX-512 that is the
+// activation blocks' scales, read as floats once instead of once per weight row (Q4_0's 4-token inner loop then spends
+// a load and a permute on them instead of two table lookups, two multiplies and a blend per block pair and token; Q8_0
+// multiplies them in vectors). Every result has the bits of DotMany for its weight row: the same products, FMAs and sums
+// in the same lanes and order. Prompts of 8 tokens or more take the prompt kernels instead (QuantType.DotPrompt).
 public static unsafe partial class QuantDot
 {
     /// <summary>Q4_0 weights, several rows, with several Q8_0 activation rows (see <see cref="DotTileRows"/>).</summary>
@@ -23,27 +22,8 @@ public static unsafe partial class QuantDot
     internal static void DotTileQ4_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
         Span<float> results, int resultStride, KernelPath path)
     {
-        if (Q4_0InLanes(path, count))
-        {
-            LanesTile(w, wStride, rows, a, aStride, count, n, results, resultStride, 18, "Q4_0", &Q4_0Lanes); // QuantDot.Q4_0Lanes.cs
-            return;
-        }
         Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 18, "Q4_0", &DotManyQ4_0,
             &Q4_0Avx512Rows4Scaled, &Q4_0Avx512Rows3, &Q4_0Avx512Rows2, &Q4_0Avx512);
-    }
-
-    // A full group of tokens of a 32-weight block type with Q8_0 activations: 16 weight rows in the lanes.
-    private static void LanesTile(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
-        Span<float> results, int resultStride, int weightBlockBytes, string typeName,
-        delegate*<byte*, nint, int, byte*, nint, int, int, float*, nint, void> lanes)
-    {
-        QuantDotTileChecks.Check(w, wStride, rows, a, aStride, count, results, resultStride);
-        if (rows == 0) return;
-        Span<float> part = stackalloc float[8];
-        int blocks = QuantDotMultiChecks.Rows(w[..wStride], a, aStride, count, n, part, 32, weightBlockBytes, 34, typeName, "Q8_0");
-        fixed (byte* x = w, y = a)
-        fixed (float* r = results)
-            lanes(x, wStride, rows, y, aStride, count, blocks, r, resultStride);
     }
 
     // The tile of a 32-weight block type with Q8_0 activations: the activation scales read as floats once, then per
@@ -146,11 +126,6 @@ public static unsafe partial class QuantDot
     internal static void DotTileQ8_0(ReadOnlySpan<byte> w, int wStride, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
         Span<float> results, int resultStride, KernelPath path)
     {
-        if (Q8_0InLanes(path, count))
-        {
-            LanesTile(w, wStride, rows, a, aStride, count, n, results, resultStride, 34, "Q8_0", &Q8_0Lanes); // QuantDot.Q8_0Lanes.cs
-            return;
-        }
         Tile32(w, wStride, rows, a, aStride, count, n, results, resultStride, path, 34, "Q8_0", &DotManyQ8_0,
             &Q8_0Avx512Rows4Scaled, &Q8_0Avx512Rows3, &Q8_0Avx512Rows2, &Q8_0Avx512);
     }

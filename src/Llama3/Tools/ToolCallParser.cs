@@ -297,36 +297,13 @@ public static class ToolCallParser
     }
 
     /// <summary>
-    /// Whether the bracket opened at <paramref name="open"/> is still open, or is closed with only whitespace after;
-    /// quoted strings (<c>"</c>, and for Python also <c>'</c>, with backslash escapes) are skipped.
+    /// Whether the bracket opened at <paramref name="open"/> is still open, or is closed by <paramref name="closeChar"/>
+    /// with only whitespace after.
     /// </summary>
     private static bool ClosedAtMostOnce(string s, int open, char closeChar, bool pythonQuotes)
     {
-        int depth = 0;
-        char quote = '\0';
-        for (int i = open; i < s.Length; i++)
-        {
-            char c = s[i];
-            if (quote != '\0')
-            {
-                if (c == '\\') i++;
-                else if (c == quote) quote = '\0';
-                continue;
-            }
-            if (c == '"' || (pythonQuotes && c == '\'')) quote = c;
-            else if (c is '(' or '[' or '{') depth++;
-            else if (c is ')' or ']' or '}')
-            {
-                depth--;
-                if (depth == 0)
-                {
-                    if (c != closeChar) return false;
-                    return s.AsSpan(i + 1).IsWhiteSpace();
-                }
-                if (depth < 0) return false;
-            }
-        }
-        return true;
+        int end = MatchingClose(s, open, pythonQuotes);
+        return end < 0 || (s[end] == closeChar && s.AsSpan(end + 1).IsWhiteSpace());
     }
 
     /// <summary>A Python list of calls so far: <c>[</c>, then names each followed by <c>(</c> ... <c>)</c>, commas, <c>]</c>.</summary>
@@ -344,7 +321,7 @@ public static class ToolCallParser
             while (i < s.Length && char.IsWhiteSpace(s[i])) i++;
             if (i >= s.Length) return true;
             if (s[i] != '(') return false;
-            int end = MatchingClose(s, i);
+            int end = MatchingClose(s, i, pythonQuotes: true);
             if (end < 0) return true; // the arguments are still being written
             any = true;
             i = end + 1;
@@ -356,8 +333,11 @@ public static class ToolCallParser
         }
     }
 
-    /// <summary>The index of the bracket closing the one at <paramref name="open"/>, or -1 when the text ends first (or brackets do not pair).</summary>
-    private static int MatchingClose(string s, int open)
+    /// <summary>
+    /// The index of the bracket closing the one at <paramref name="open"/> (of any kind), or -1 when the text ends
+    /// first; quoted strings (<c>"</c>, and for Python also <c>'</c>, with backslash escapes) are skipped.
+    /// </summary>
+    private static int MatchingClose(string s, int open, bool pythonQuotes)
     {
         int depth = 0;
         char quote = '\0';
@@ -370,7 +350,7 @@ public static class ToolCallParser
                 else if (c == quote) quote = '\0';
                 continue;
             }
-            if (c is '"' or '\'') quote = c;
+            if (c == '"' || (pythonQuotes && c == '\'')) quote = c;
             else if (c is '(' or '[' or '{') depth++;
             else if (c is ')' or ']' or '}')
             {

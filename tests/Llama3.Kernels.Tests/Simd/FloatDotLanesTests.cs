@@ -13,6 +13,20 @@ public class FloatDotLanesTests
 {
     public static TheoryData<int, int> Shapes => new() { { 1, 1 }, { 15, 3 }, { 16, 16 }, { 17, 5 }, { 33, 16 }, { 100, 9 }, { 2048, 16 } };
 
+    // The kernels are the AVX-512 path's (the engine calls them nowhere else); on other paths they must refuse.
+    private static unsafe bool RefusedOffAvx512()
+    {
+        if (KernelPaths.Best == KernelPath.Avx512) return false;
+        Assert.Throws<PlatformNotSupportedException>(() => FloatDot.DotLanes(new float[16], 1, new float[1], 1, 1, new float[1], 1));
+        var w = new byte[2];
+        fixed (byte* p = w)
+        {
+            byte* q = p;
+            Assert.Throws<PlatformNotSupportedException>(() => FloatDot.WidenTransposeF16(q, 2, 1, 1, new float[16]));
+        }
+        return true;
+    }
+
     private static byte[] Halves(Random rng, int n)
     {
         var b = new byte[2 * n];
@@ -34,7 +48,7 @@ public class FloatDotLanesTests
     [MemberData(nameof(Shapes))]
     public unsafe void Widened_rows_land_in_their_lanes_exactly(int cols, int rows)
     {
-        if (KernelPaths.Best != KernelPath.Avx512) return; // the kernels are the AVX-512 path's; the engine does not call them elsewhere
+        if (RefusedOffAvx512()) return;
         var rng = new Random(cols * 17 + rows);
         int rowBytes = 2 * cols + 6;
         var w = new byte[rows * rowBytes];
@@ -61,7 +75,7 @@ public class FloatDotLanesTests
     [MemberData(nameof(DotShapes))]
     public void Each_row_and_token_is_one_FMA_per_column(int cols, int rows)
     {
-        if (KernelPaths.Best != KernelPath.Avx512) return;
+        if (RefusedOffAvx512()) return;
         var rng = new Random(cols * 29 + rows);
         var lanes = Enumerable.Range(0, 2 * FloatDot.LaneRows * cols).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
         foreach (int count in new[] { 1, 3, 8, 9, 17 })
@@ -88,7 +102,7 @@ public class FloatDotLanesTests
     [Fact]
     public unsafe void Bad_shapes_are_refused()
     {
-        if (KernelPaths.Best != KernelPath.Avx512) return;
+        if (RefusedOffAvx512()) return;
         var w = new byte[64];
         fixed (byte* p = w)
         {

@@ -5,8 +5,7 @@ namespace Llama3.Kernels.Tests.Simd;
 
 /// <summary>
 /// The multi-row dot products (<see cref="QuantType.DotMany"/>) give, row for row, exactly the bits of the single-row
-/// <see cref="QuantType.Dot"/> of the same instruction-set path, at awkward lengths, every count 1..8 and odd offsets;
-/// Q4_0's and Q8_0's full groups of 8 tokens on AVX-512 (the lanes kernels) give exactly the scalar twin's bits instead.
+/// <see cref="QuantType.Dot"/> of the same instruction-set path, at awkward lengths, every count 1..8 and odd offsets.
 /// </summary>
 public class QuantDotMultiTests
 {
@@ -58,15 +57,6 @@ public class QuantDotMultiTests
         return (w, a, stride);
     }
 
-    /// <summary>The path whose single-row kernel a multi-row call of <paramref name="count"/> rows must match.</summary>
-    private static KernelPath Expected(QuantType q, KernelPath path, int count) =>
-        (q.Type == GgmlType.Q4_0 && QuantDot.Q4_0InLanes(path, count)) || (q.Type == GgmlType.Q8_0 && QuantDot.Q8_0InLanes(path, count))
-            ? KernelPath.Scalar : path;
-
-    /// <summary>The table's Dot, or its scalar twin where the table's DotMany takes Q4_0's lanes kernel.</summary>
-    private static float TableDot(QuantType q, ReadOnlySpan<byte> w, ReadOnlySpan<byte> a, int n, int count) =>
-        Expected(q, KernelPaths.Best, count) == KernelPath.Scalar && KernelPaths.Best != KernelPath.Scalar ? q.DotScalar(w, a, n) : q.Dot(w, a, n);
-
     private static void AssertSameBits(float expected, float actual, string what) =>
         Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual),
             $"{what}: {actual:R}, one row at a time {expected:R} (must be the same bits)");
@@ -90,7 +80,7 @@ public class QuantDotMultiTests
                     Array.Fill(results, float.NaN);
                     Kernels[q.Type].Many(w, a, stride, count, n, results, path);
                     for (int i = 0; i < count; i++)
-                        AssertSameBits(Kernels[q.Type].One(w, a.Slice(i * stride, stride), n, Expected(q, path, count)), results[i],
+                        AssertSameBits(Kernels[q.Type].One(w, a.Slice(i * stride, stride), n, path), results[i],
                             $"{name} {path} at {blocks} blocks, count {count}, row {i}, gap {gap}, raw {raw}");
                     Assert.True(float.IsNaN(results[count]), "wrote past the count");
                 }
@@ -99,7 +89,7 @@ public class QuantDotMultiTests
             {
                 q.DotMany(w, a, stride, count, n, results);
                 for (int i = 0; i < count; i++)
-                    AssertSameBits(TableDot(q, w, a.Slice(i * stride, stride), n, count), results[i], $"{name} table at {blocks} blocks, count {count}, row {i}");
+                    AssertSameBits(q.Dot(w, a.Slice(i * stride, stride), n), results[i], $"{name} table at {blocks} blocks, count {count}, row {i}");
             }
         }
     }
@@ -118,7 +108,7 @@ public class QuantDotMultiTests
             {
                 q.DotMany(w, a, stride, count, n, results);
                 for (int i = 0; i < count; i++)
-                    AssertSameBits(TableDot(q, w, a.Slice(i * stride, stride), n, count), results[i], $"{q.Name} count {count} row {i}");
+                    AssertSameBits(q.Dot(w, a.Slice(i * stride, stride), n), results[i], $"{q.Name} count {count} row {i}");
             }
         }
     }
