@@ -45,9 +45,13 @@ internal static class BenchCommand
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (0: one per core)" };
         var reps = new Option<int>("--repetitions", "-r") { Description = "Timed repetitions, after an untimed warm-up", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
+        var noRepack = new Option<bool>("--no-repack")
+        {
+            Description = "Read every matrix in the file's layout: no packed copy of Q4_0 matrices for the AVX-512 kernels (as llama.cpp's --no-repack)",
+        };
         var cmd = new Command("bench", "Measure prompt and decode speed, load time, peak memory and memory bandwidth")
         {
-            model, ropeFactor, prompt, gen, threads, reps, json,
+            model, ropeFactor, prompt, gen, threads, reps, json, noRepack,
         };
         cmd.SetAction(p =>
         {
@@ -66,7 +70,7 @@ internal static class BenchCommand
                 throw new Cli.UsageException($"-p {nPrompt} + -n {nGen} = {(long)nPrompt + nGen} tokens exceed the model's context of {c.ContextLength}");
             using (var bar = new ProgressBar($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}"))
                 files.Prefetch(bar);
-            using var transformer = new Transformer(files, Math.Max(1, nPrompt), nThreads);
+            using var transformer = new Transformer(files, Math.Max(1, nPrompt), nThreads, packWeights: !p.GetValue(noRepack));
             double loadSeconds = load.Elapsed.TotalSeconds;
 
             var run = new Runner(transformer, files, nPrompt, nGen);
@@ -109,6 +113,7 @@ internal static class BenchCommand
                 ["weight_bytes_per_token"] = weights.PerToken,
                 ["decode_floor_tps"] = floor,
                 ["repetitions"] = nReps,
+                ["packed_matrices"] = files.Tensors.Values.Count(transformer.IsPacked),
                 ["model_bytes"] = weights.Total,
                 ["params"] = weights.Parameters,
                 ["bandwidth_buffer_bytes"] = bandwidth.Bytes,
@@ -227,8 +232,10 @@ internal static class BenchCommand
         string Bytes(long? b) => b is long v
             ? v >= 1L << 30 ? string.Format(inv, "{0:F2} GiB", v / 1073741824.0) : string.Format(inv, "{0:F1} MiB", v / 1048576.0)
             : "n/a";
-        w.WriteLine(string.Format(inv, "load {0:F2} s (open, prefetch, build); peak RSS {1}; private {2}",
-            (double)report["load_s"]!, Bytes((long?)report["peak_rss_bytes"]), Bytes((long?)report["private_bytes"])));
+        int packed = (int)report["packed_matrices"]!;
+        w.WriteLine(string.Format(inv, "load {0:F2} s (open, prefetch, {1}build); peak RSS {2}; private {3}",
+            (double)report["load_s"]!, packed > 0 ? $"pack {packed} matrices, " : "", Bytes((long?)report["peak_rss_bytes"]),
+            Bytes((long?)report["private_bytes"])));
         w.WriteLine(string.Format(inv,
             "memory bandwidth {0:F1} GB/s ({1} read by {2} threads, best of {3}); weights read per token {4}; decode floor {5:F2} t/s",
             (double)report["bandwidth_gbps"]!, Bytes(bandwidth.Bytes), threads, ProbeRuns, Bytes(weights.PerToken),

@@ -90,6 +90,30 @@ public delegate void DotTileRows(ReadOnlySpan<byte> weightRows, int weightRowByt
 public delegate void DotPromptRows(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
     int activationRowBytes, int count, int n, Span<float> results, int resultStride);
 
+/// <summary>
+/// Packs <paramref name="rows"/> weight rows of <paramref name="n"/> values, <paramref name="weightRowBytes"/> bytes
+/// apart, into <paramref name="packed"/> (<see cref="PackedLayout.Bytes"/> bytes) for <see cref="PackedLayout.Dot"/>.
+/// </summary>
+public delegate void PackRows(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, int n, Span<byte> packed);
+
+/// <summary>
+/// The matrix product of a packed matrix's <paramref name="rows"/> rows (<see cref="PackRows"/>) with
+/// <paramref name="count"/> activation rows: <c>results[t * resultStride + r]</c> gets exactly the bits of the type's
+/// scalar twin (<see cref="QuantType.DotScalar"/>) for weight row r and token t, whatever the count.
+/// </summary>
+public delegate void DotPackedRows(ReadOnlySpan<byte> packed, int rows, ReadOnlySpan<byte> activationRows, int activationRowBytes,
+    int count, int n, Span<float> results, int resultStride);
+
+/// <summary>
+/// A weight type's packed layout on this machine's best path: rows regrouped once, at load, so that every matrix
+/// product (a single token's included) takes the lanes kernels without arranging the rows on each call.
+/// </summary>
+/// <param name="GroupRows">Rows per group; a matrix may be packed and multiplied in slices that start at multiples of it.</param>
+/// <param name="Bytes">Bytes a packed matrix of (rows, values per row) takes.</param>
+/// <param name="Pack">The packing.</param>
+/// <param name="Dot">The matrix product over packed rows.</param>
+public sealed record PackedLayout(int GroupRows, Func<long, int, long> Bytes, PackRows Pack, DotPackedRows Dot);
+
 /// <summary>One row of the quantization table: how a weight type is laid out and how it is read.</summary>
 /// <param name="Type">The ggml type number.</param>
 /// <param name="Name">The name ggml gives the type (as in GGUF tools' output).</param>
@@ -160,6 +184,12 @@ public sealed record QuantType(GgmlType Type, string Name, int BlockSize, int By
     /// </summary>
     public DotPromptRows? DotPrompt { get; init; }
 
+    /// <summary>
+    /// The packed layout where the type has one on this machine's best path (Q4_0 on AVX-512: 16 rows in the vector
+    /// lanes, the same size as the rows they replace), else null.
+    /// </summary>
+    public PackedLayout? Packed { get; init; }
+
     private void LoopTile(ReadOnlySpan<byte> weightRows, int weightRowBytes, int rows, ReadOnlySpan<byte> activationRows,
         int activationRowBytes, int count, int n, Span<float> results, int resultStride) =>
         QuantDotTileChecks.Loop(DotMany, weightRows, weightRowBytes, rows, activationRows, activationRowBytes, count, n, results, resultStride);
@@ -193,7 +223,8 @@ public static class QuantTable
         Row(GgmlType.F16, "F16", 1, 2, FloatRows.DequantizeF16, ToF16, QuantDot.DotF16, QuantDotScalar.DotF16),
         Row(GgmlType.BF16, "BF16", 1, 2, FloatRows.DequantizeBF16, ToBF16, QuantDot.DotBF16, QuantDotScalar.DotBF16),
         Row(GgmlType.Q4_0, "Q4_0", 32, 2 + 16, Blocks32.DequantizeQ4_0, ToQ8_0, QuantDot.DotQ4_0, QuantDotScalar.DotQ4_0, QuantDot.DotManyQ4_0, QuantDot.DotTileQ4_0,
-            QuantDot.HasPromptKernels ? QuantDot.DotPromptQ4_0 : null),
+            QuantDot.HasPromptKernels ? QuantDot.DotPromptQ4_0 : null,
+            QuantDot.HasPromptKernels ? new(QuantDot.PackedRows, QuantDot.PackedQ4_0Bytes, QuantDot.PackQ4_0, QuantDot.DotPackedQ4_0) : null),
         Row(GgmlType.Q4_1, "Q4_1", 32, 2 + 2 + 16, Blocks32.DequantizeQ4_1, ToQ8_1, QuantDot.DotQ4_1, QuantDotScalar.DotQ4_1),
         Row(GgmlType.Q5_0, "Q5_0", 32, 2 + 4 + 16, Blocks32.DequantizeQ5_0, ToQ8_0, QuantDot.DotQ5_0, QuantDotScalar.DotQ5_0),
         Row(GgmlType.Q5_1, "Q5_1", 32, 2 + 2 + 4 + 16, Blocks32.DequantizeQ5_1, ToQ8_1, QuantDot.DotQ5_1, QuantDotScalar.DotQ5_1),
@@ -221,9 +252,10 @@ public static class QuantTable
 
     private static QuantType Row(GgmlType type, string name, int blockSize, int bytesPerBlock, DequantizeRow dequantize,
         ActivationType activations, DotRow dot, DotRow dotScalar, DotRows? dotMany = null, DotTileRows? dotTile = null,
-        DotPromptRows? dotPrompt = null) =>
+        DotPromptRows? dotPrompt = null, PackedLayout? packed = null) =>
         new(type, name, blockSize, bytesPerBlock, dequantize)
         {
+            Packed = packed,
             DotMany = dotMany!,
             DotTile = dotTile!,
             DotPrompt = dotPrompt,

@@ -20,7 +20,8 @@ namespace Llama3.Kernels.Simd;
 // (QuantType.DotPrompt). Per token, 16 rows x 1 block then cost about 21 vector operations where
 // the horizontal kernel spends about 84 (pp128 about 120 -> 190 tokens/s with the arrangement per 8 tokens, 240 with it
 // once per prompt). With one token the arrangement is not paid back, reading 16 rows at once from memory (a decode step
-// measured 30 -> 58 ms), so fewer tokens keep Q4_0Avx512 (DotTile, DotMany, Dot).
+// measured 30 -> 58 ms), so fewer tokens keep Q4_0Avx512 (DotTile, DotMany, Dot). A matrix packed once at load
+// (QuantDot.Q4_0Packed.cs) skips the arrangement and takes these per-token steps for any token count.
 public static unsafe partial class QuantDot
 {
     /// <summary>Tokens one pass of a lanes kernel takes (accumulators in registers).</summary>
@@ -48,22 +49,13 @@ public static unsafe partial class QuantDot
     private static void Q4_0Lanes(byte* x, nint wStride, int rows, byte* y, nint aStride, int count, int blocks, float* r, nint rStride)
     {
         if (rows == 0 || count == 0) return;
-        // What depends on the activations alone, once: their scales as floats and 8 * sum(q) per block.
         int need = count * blocks;
         float[] dyBuffer = ScaleScratch(need);
         int[] sumBuffer = SumScratch(need);
         fixed (float* dy = dyBuffer)
         fixed (int* sy = sumBuffer)
         {
-            for (int t = 0; t < count; t++)
-            {
-                byte* yt = y + t * aStride;
-                for (int b = 0; b < blocks; b++, yt += 34)
-                {
-                    dy[t * blocks + b] = Half(yt);
-                    sy[t * blocks + b] = 8 * Vector512.Sum(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)yt + 2)));
-                }
-            }
+            ActivationScalesAndSums(y, aStride, count, blocks, dy, sy);
             byte** rp = stackalloc byte*[16];
             Vector512<byte>[] prepBuffer = PrepScratch(blocks * 9);
             fixed (Vector512<byte>* prep = prepBuffer)

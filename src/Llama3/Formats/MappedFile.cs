@@ -3,7 +3,7 @@ using System.IO.MemoryMappedFiles;
 namespace Llama3.Formats;
 
 /// <summary>A whole file mapped read-only; the bytes stay valid until disposal.</summary>
-public sealed unsafe class MappedFile : IDisposable
+public sealed unsafe class MappedFile : IFileMapping, IDisposable
 {
     private readonly MemoryMappedFile _mmf;
     private readonly MemoryMappedViewAccessor _view;
@@ -58,6 +58,10 @@ public sealed unsafe class MappedFile : IDisposable
     }
 
     /// <inheritdoc/>
+    public bool Maps(byte* start, long bytes) =>
+        !_disposed && start >= Pointer && bytes >= 0 && start - Pointer <= Length - bytes;
+
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_disposed) return;
@@ -66,4 +70,42 @@ public sealed unsafe class MappedFile : IDisposable
         _view.Dispose();
         _mmf.Dispose();
     }
+}
+
+/// <summary>A file mapped into memory: whether a range of bytes lies in it.</summary>
+public unsafe interface IFileMapping
+{
+    /// <summary>Whether <paramref name="bytes"/> bytes at <paramref name="start"/> lie in this file's mapping.</summary>
+    bool Maps(byte* start, long bytes);
+}
+
+/// <summary>Pages of a file mapping given back to the system.</summary>
+public static unsafe class MappedPages
+{
+    /// <summary>
+    /// Drops the whole pages within <paramref name="bytes"/> bytes at <paramref name="start"/>, which must lie in a
+    /// read-only file mapping, from this process's resident memory where the system allows it (Linux and macOS): the
+    /// bytes stay what the file holds, in the page cache, and the next access reads them back. For data the engine
+    /// holds in another form (a packed copy). Returns whether pages were released.
+    /// </summary>
+    public static bool Release(byte* start, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return false;
+        const long page = 4096;
+        long first = ((long)start + page - 1) & ~(page - 1), end = ((long)start + bytes) & ~(page - 1);
+        if (end <= first) return false;
+        try
+        {
+            return Madvise((void*)first, (nuint)(end - first), MadviseDontNeed) == 0;
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false;
+        }
+    }
+
+    private const int MadviseDontNeed = 4; // MADV_DONTNEED on Linux and macOS
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
+    private static extern int Madvise(void* address, nuint length, int advice);
 }

@@ -139,6 +139,19 @@ public sealed class ModelFiles : IDisposable
         progress?.Report(1.0);
     }
 
+    /// <summary>
+    /// Drops a tensor's pages from this process's resident memory where it lies in a file mapping and the system allows
+    /// it (see <see cref="Formats.MappedPages.Release"/>): for a tensor the engine holds packed. The tensor stays
+    /// readable. Returns whether pages were released.
+    /// </summary>
+    internal unsafe bool ReleasePages(WeightTensor tensor)
+    {
+        foreach (var owned in _owned)
+            if (owned is Formats.IFileMapping file && file.Maps(tensor.Data, tensor.ByteSize))
+                return Formats.MappedPages.Release(tensor.Data, tensor.ByteSize);
+        return false;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {

@@ -39,6 +39,8 @@ public sealed unsafe class Transformer : IDisposable
     private RopeTable? _rope;
     private byte[] _actQ = [];
     private readonly WorkerPool _pool;
+    // Matrices held packed for their type's lanes kernels (QuantType.Packed), in native memory this instance owns.
+    private readonly Dictionary<WeightTensor, nint> _packed = new(ReferenceEqualityComparer.Instance);
     private readonly LinearJob _linear;
     private readonly AttentionJob _attention;
 
@@ -59,7 +61,14 @@ public sealed unsafe class Transformer : IDisposable
     /// Prepares the model for inference; <paramref name="maxBatch"/> tokens go through one pass at most, on
     /// <paramref name="threads"/> threads (0: one per core), with the arithmetic <paramref name="precision"/> says.
     /// </summary>
-    public Transformer(ModelFiles files, int maxBatch = 512, int threads = 0, ActivationPrecision precision = ActivationPrecision.Quantized)
+    /// <remarks>
+    /// Where a matrix's type has a packed layout on this machine (<see cref="QuantType.Packed"/>: Q4_0 on AVX-512) and
+    /// <paramref name="packWeights"/> is true, the matrix is packed once here, as llama.cpp repacks Q4_0 at load, and the
+    /// file's pages of it are given back to the system (<see cref="ModelFiles.ReleasePages"/>), so the packed copy
+    /// (the same size) takes their place in memory rather than adding to it.
+    /// </remarks>
+    public Transformer(ModelFiles files, int maxBatch = 512, int threads = 0, ActivationPrecision precision = ActivationPrecision.Quantized,
+        bool packWeights = true)
     {
         Precision = precision;
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must not be negative");
@@ -109,6 +118,60 @@ public sealed unsafe class Transformer : IDisposable
         bool f16 = _output.Type == GgmlType.F16 || _layers.Any(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3 }.Any(w => w.Type == GgmlType.F16));
         int scratchFloats = b > 1 && f16 ? MatMul.ScratchFloats(maxCols) : maxCols;
         for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[scratchFloats];
+        if (packWeights && precision == ActivationPrecision.Quantized)
+            PackMatrices(files);
+    }
+
+    /// <summary>Whether <paramref name="w"/> is held packed (see the constructor).</summary>
+    public bool IsPacked(WeightTensor w) => _packed.ContainsKey(w);
+
+    // Packs each matrix whose type has a packed layout, on the workers, and gives the file's pages of it back (not the
+    // token embeddings' when the output shares them: their rows are still read from the mapping).
+    private void PackMatrices(ModelFiles files)
+    {
+        var matrices = _layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3 }).Append(_output);
+        var job = new PackJob();
+        foreach (var w in matrices)
+        {
+            if (QuantTable.Get(w.Type).Packed is not { } layout || _packed.ContainsKey(w)) continue;
+            int rows = checked((int)w.Rows), cols = checked((int)w.Columns);
+            long bytes = layout.Bytes(rows, cols);
+            var p = (nint)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)Math.Max(1, bytes), 64);
+            _packed.Add(w, p);
+            job.Prepare(w, layout, (byte*)p);
+            _pool.Run(job, job.Chunks);
+            if (!ReferenceEquals(w, _tokEmbeddings)) files.ReleasePages(w);
+        }
+    }
+
+    /// <summary>One matrix packed in slices of whole groups of rows.</summary>
+    private sealed class PackJob : IParallelJob
+    {
+        private WeightTensor _w = null!;
+        private PackedLayout _layout = null!;
+        private byte* _packed;
+        private int _groups;
+        public int Chunks;
+
+        public void Prepare(WeightTensor w, PackedLayout layout, byte* packed)
+        {
+            _w = w;
+            _layout = layout;
+            _packed = packed;
+            _groups = checked((int)((w.Rows + layout.GroupRows - 1) / layout.GroupRows));
+            Chunks = Math.Max(1, Math.Min(_groups, 64));
+        }
+
+        public void Execute(int chunk, int worker)
+        {
+            int g0 = (int)((long)_groups * chunk / Chunks), g1 = (int)((long)_groups * (chunk + 1) / Chunks);
+            int rows = checked((int)_w.Rows), cols = checked((int)_w.Columns), rowBytes = checked((int)_w.RowBytes);
+            int r0 = g0 * _layout.GroupRows, r1 = Math.Min(g1 * _layout.GroupRows, rows);
+            if (r0 >= r1) return;
+            long groupBytes = _layout.Bytes(_layout.GroupRows, cols);
+            _layout.Pack(new ReadOnlySpan<byte>(_w.Data + (long)r0 * rowBytes, checked((r1 - r0) * rowBytes)), rowBytes, r1 - r0, cols,
+                new Span<byte>(_packed + g0 * groupBytes, checked((int)((g1 - g0) * groupBytes))));
+        }
     }
 
     /// <summary>How activations meet quantized weights.</summary>
@@ -321,7 +384,7 @@ public sealed unsafe class Transformer : IDisposable
                 type.QuantizeActivations(x.AsSpan(t * cols, cols), _actQ.AsSpan(t * actBytes, actBytes));
             _linear.ActivationBytes = actBytes;
         }
-        _linear.Prepare(w, x, n, y, yLength, quantized);
+        _linear.Prepare(w, x, n, y, yLength, quantized, quantized && _packed.TryGetValue(w, out var packed) ? (byte*)packed : null);
         // Chunks of at least 16 rows, a few per worker so that faster cores take more.
         int chunks = Math.Max(1, Math.Min(rows / 16, Workers * 4));
         _linear.Chunks = chunks;
@@ -338,11 +401,13 @@ public sealed unsafe class Transformer : IDisposable
         private float[] _x = [];
         private float* _y;
         private bool _quantized;
+        private byte* _packed;
         public int Chunks;
         public int ActivationBytes;
 
-        public void Prepare(WeightTensor w, float[] x, int n, float* y, int yLength, bool quantized)
+        public void Prepare(WeightTensor w, float[] x, int n, float* y, int yLength, bool quantized, byte* packed)
         {
+            _packed = packed;
             _type = QuantTable.Get(w.Type);
             _data = w.Data;
             _rowBytes = w.RowBytes;
@@ -366,6 +431,19 @@ public sealed unsafe class Transformer : IDisposable
             }
             var act = owner._actQ;
             int rowBytes = checked((int)_rowBytes), ab = ActivationBytes;
+            if (_packed != null)
+            {
+                // A packed matrix: the chunk's whole groups of rows, for any number of tokens (the scalar twin's bits).
+                var layout = _type.Packed!;
+                int groups = (_rows + layout.GroupRows - 1) / layout.GroupRows;
+                int g0 = (int)((long)groups * chunk / Chunks), g1 = (int)((long)groups * (chunk + 1) / Chunks);
+                int r0 = g0 * layout.GroupRows, r1 = Math.Min(g1 * layout.GroupRows, _rows);
+                if (r0 >= r1) return;
+                long groupBytes = layout.Bytes(layout.GroupRows, _cols);
+                layout.Dot(new ReadOnlySpan<byte>(_packed + g0 * groupBytes, checked((int)((g1 - g0) * groupBytes))), r1 - r0,
+                    act.AsSpan(0, _n * ab), ab, _n, _cols, new Span<float>(_y + r0, (_n - 1) * _rows + (r1 - r0)), _rows);
+                return;
+            }
             if (_n == 1)
             {
                 var dot = _type.Dot;
@@ -443,7 +521,12 @@ public sealed unsafe class Transformer : IDisposable
     }
 
     /// <summary>Stops the worker threads.</summary>
-    public void Dispose() => _pool.Dispose();
+    public void Dispose()
+    {
+        _pool.Dispose();
+        foreach (var p in _packed.Values) System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)p);
+        _packed.Clear();
+    }
 
     /// <summary>
     /// Runs <c>job.Execute(i, worker)</c> for every i in [0, <paramref name="count"/>) on the model's workers (the

@@ -44,6 +44,21 @@ public class BenchCommandTests
         Assert.True(perToken > 0 && perToken < modelBytes, $"{perToken} of {modelBytes}");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Q4_0MatricesArePackedUnlessNoRepackIsGiven(bool noRepack)
+    {
+        string tiny = SharedData.Path("models", "tiny", "tiny-Q4_0.gguf");
+        string[] args = ["bench", "-m", tiny, "-p", "8", "-n", "2", "-r", "1", "--json"];
+        var r = CliRunner.Run(noRepack ? [.. args, "--no-repack"] : args);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        // 2 layers of 7 matrices and the output, on the machines whose kernels have the packed layout (AVX-512).
+        int expected = noRepack || !Llama3.Kernels.Simd.QuantDot.HasPromptKernels ? 0 : 15;
+        Assert.Equal(expected, doc.RootElement.GetProperty("packed_matrices").GetInt32());
+    }
+
     [Fact]
     public void ZeroGenTokensSkipTheDecodeTest()
     {

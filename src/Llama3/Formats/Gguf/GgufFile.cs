@@ -22,7 +22,7 @@ public sealed record GgufTensorInfo(string Name, long[] Dimensions, GgmlType Typ
 /// Layout per the GGUF spec (ggml/docs/gguf.md): magic, version, tensor count, metadata count, metadata,
 /// tensor infos, padding to <c>general.alignment</c>, tensor data.
 /// </summary>
-public sealed unsafe class GgufFile : IDisposable
+public sealed unsafe class GgufFile : IFileMapping, IDisposable
 {
     /// <summary>The default alignment when <c>general.alignment</c> is absent (GGUF spec).</summary>
     public const int DefaultAlignment = 32;
@@ -77,6 +77,10 @@ public sealed unsafe class GgufFile : IDisposable
 
     /// <summary>Absolute offset of the data section.</summary>
     public long DataOffset { get; }
+
+    /// <inheritdoc/>
+    public bool Maps(byte* start, long bytes) =>
+        _mmf != null && !_disposed && start >= _base && bytes >= 0 && start - _base <= FileLength - bytes;
 
     /// <summary>Opens and parses a GGUF file. Throws <see cref="ModelFormatException"/> naming the file and problem.</summary>
     public static GgufFile Open(string path)

@@ -18,7 +18,7 @@ public sealed record SafetensorsTensor(string Name, string DType, long[] Shape, 
 /// A safetensors file, memory-mapped (format: 8-byte little-endian header length, a JSON header
 /// <c>{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}</c>, then the data).
 /// </summary>
-public sealed unsafe class SafetensorsFile : IDisposable
+public sealed unsafe class SafetensorsFile : IFileMapping, IDisposable
 {
     private const long MaxHeaderBytes = 100 << 20;
     private readonly MappedFile _file;
@@ -34,6 +34,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     /// <summary>The file's path.</summary>
     public string FilePath => _file.FilePath;
+
+    /// <inheritdoc/>
+    public bool Maps(byte* start, long bytes) => _file.Maps(start, bytes);
 
     /// <summary>The file's size.</summary>
     public long FileLength => _file.Length;

@@ -1,0 +1,177 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using static Llama3.Kernels.Simd.QuantDotHelpers;
+
+namespace Llama3.Kernels.Simd;
+
+// Q4_0 matrices packed once, at load, for the lanes kernel (QuantDot.Q4_0Lanes.cs): 16 rows to a group, one row per
+// 32-bit lane, so that decode and the server's few-token steps get the lanes kernel's economy (a block's scales, integer
+// sums and float steps done for 16 rows in one vector each) without arranging the rows on every call, which a single
+// token does not pay back.
+//
+// A group holds, for each block b, 4 vectors of 64 bytes: vector k has, in lane i, bytes 4k..4k+3 of row i's 16 bytes of
+// nibbles (low nibbles: weights 4k..4k+3; high nibbles: weights 16+4k..16+4k+3); then, after all the blocks' nibbles,
+// each block's 16 scales as halves (32 bytes). That is 16 x 18 bytes per block, the size of the 16 rows it replaces, so
+// the packed copy takes the place of the file's bytes byte for byte. The last group repeats its last row in the lanes
+// past the matrix's rows (their results are never written).
+//
+// Per block the kernel splits the 4 vectors into the 8 vectors of 4 nibbles the lanes kernel takes (12 operations) and
+// widens the scales (6), then runs the lanes kernel's per-token steps (Q4_0LanesToken): the scalar twin's bits
+// (QuantDotScalar.DotQ4_0) for every row and token, whatever the token count.
+public static unsafe partial class QuantDot
+{
+    /// <summary>How far ahead of the nibbles being read the packed kernel prefetches.</summary>
+    private const int PrefetchBytes = 4096;
+
+    /// <summary>Rows per group of a packed Q4_0 matrix.</summary>
+    public const int PackedRows = 16;
+
+    /// <summary>Bytes a packed Q4_0 matrix of <paramref name="rows"/> rows of <paramref name="n"/> values takes.</summary>
+    public static long PackedQ4_0Bytes(long rows, int n)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        if (n % 32 != 0) throw new ArgumentException($"{n} values are not a whole number of Q4_0 blocks of 32", nameof(n));
+        return (rows + PackedRows - 1) / PackedRows * PackedRows * (n / 32 * 18L);
+    }
+
+    /// <summary>
+    /// Packs <paramref name="rows"/> Q4_0 rows of <paramref name="n"/> values, <paramref name="wStride"/> bytes apart, into
+    /// <paramref name="packed"/> (<see cref="PackedQ4_0Bytes"/> bytes) for <see cref="DotPackedQ4_0"/>. A matrix may be
+    /// packed in slices whose first rows are multiples of <see cref="PackedRows"/>, each into its part of the whole.
+    /// </summary>
+    public static void PackQ4_0(ReadOnlySpan<byte> w, int wStride, int rows, int n, Span<byte> packed)
+    {
+        long need = PackedQ4_0Bytes(rows, n);
+        int blocks = n / 32;
+        if (wStride < (long)blocks * 18) throw new ArgumentException($"Q4_0 rows of {blocks} blocks need {(long)blocks * 18} bytes, the stride is {wStride}", nameof(wStride));
+        if (rows > 0 && (long)wStride * (rows - 1) + (long)blocks * 18 > w.Length)
+            throw new ArgumentException($"{rows} weight rows of {wStride} bytes need more than the span's {w.Length}", nameof(w));
+        if (packed.Length < need) throw new ArgumentException($"{rows} packed rows need {need} bytes, the span holds {packed.Length}", nameof(packed));
+        if (rows == 0 || blocks == 0) return;
+        fixed (byte* x = w, p = packed)
+        {
+            long groupBytes = PackedRows * (blocks * 18L);
+            for (int g = 0; g * PackedRows < rows; g++)
+            {
+                uint* nibbles = (uint*)(p + g * groupBytes);
+                ushort* scales = (ushort*)(p + g * groupBytes + blocks * 256L);
+                for (int i = 0; i < PackedRows; i++)
+                {
+                    byte* row = x + (long)Math.Min(g * PackedRows + i, rows - 1) * wStride;
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        byte* block = row + b * 18;
+                        scales[b * PackedRows + i] = *(ushort*)block;
+                        for (int k = 0; k < 4; k++)
+                            nibbles[(b * 4 + k) * PackedRows + i] = *(uint*)(block + 2 + 4 * k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// <c>results[t * resultStride + row] = DotQ4_0(row, token t)</c> for the <paramref name="rows"/> rows of a packed
+    /// Q4_0 matrix (<see cref="PackQ4_0"/>) and <paramref name="count"/> Q8_0 activation rows <paramref name="aStride"/>
+    /// bytes apart: the scalar twin's bits. AVX-512 only (<see cref="HasPromptKernels"/>).
+    /// </summary>
+    public static void DotPackedQ4_0(ReadOnlySpan<byte> packed, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
+        Span<float> results, int resultStride)
+    {
+        long need = PackedQ4_0Bytes(rows, n);
+        if (packed.Length < need) throw new ArgumentException($"{rows} packed rows need {need} bytes, the span holds {packed.Length}", nameof(packed));
+        // The packed groups hold the rows' bytes, so the plain checks with the rows' own stride cover them too.
+        int blocks = QuantDotPromptChecks.Check(packed, n / 32 * 18, rows, a, aStride, count, n, results, resultStride, 18, "Q4_0");
+        if (rows == 0 || blocks == 0) return;
+        fixed (byte* x = packed, y = a)
+        fixed (float* r = results)
+            Q4_0PackedLanes(x, rows, y, aStride, count, blocks, r, resultStride);
+    }
+
+    private static void Q4_0PackedLanes(byte* x, int rows, byte* y, nint aStride, int count, int blocks, float* r, nint rStride)
+    {
+        int need = count * blocks;
+        float[] dyBuffer = ScaleScratch(need);
+        int[] sumBuffer = SumScratch(need);
+        fixed (float* dy = dyBuffer)
+        fixed (int* sy = sumBuffer)
+        {
+            ActivationScalesAndSums(y, aStride, count, blocks, dy, sy);
+            long groupBytes = PackedRows * (blocks * 18L);
+            for (int r0 = 0; r0 < rows; r0 += PackedRows, x += groupBytes)
+            {
+                int n = Math.Min(PackedRows, rows - r0);
+                for (int t = 0; t < count; t += LaneTokens)
+                {
+                    int c = Math.Min(LaneTokens, count - t);
+                    Q4_0PackedCores[c - 1](x, y + t * aStride, aStride, dy + t * blocks, sy + t * blocks, blocks, r + t * rStride + r0, rStride, n);
+                }
+            }
+        }
+    }
+
+    // What depends on the activations alone, once per call: their scales as floats and 8 * sum(q) per block.
+    private static void ActivationScalesAndSums(byte* y, nint aStride, int count, int blocks, float* dy, int* sy)
+    {
+        for (int t = 0; t < count; t++)
+        {
+            byte* yt = y + t * aStride;
+            for (int b = 0; b < blocks; b++, yt += 34)
+            {
+                dy[t * blocks + b] = Half(yt);
+                sy[t * blocks + b] = 8 * Vector512.Sum(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)yt + 2)));
+            }
+        }
+    }
+
+    // The kernel for each token count, 1 to 8.
+    private static readonly delegate*<byte*, byte*, nint, float*, int*, int, float*, nint, int, void>[] Q4_0PackedCores =
+    [
+        &Q4_0PackedCore<Tokens1>, &Q4_0PackedCore<Tokens2>, &Q4_0PackedCore<Tokens3>, &Q4_0PackedCore<Tokens4>,
+        &Q4_0PackedCore<Tokens5>, &Q4_0PackedCore<Tokens6>, &Q4_0PackedCore<Tokens7>, &Q4_0PackedCore<Tokens8>,
+    ];
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Q4_0PackedCore<TCount>(byte* group, byte* y, nint aStride, float* dy, int* sy, int blocks, float* r, nint rStride, int n)
+        where TCount : struct, ITokenCount
+    {
+        int count = TCount.Value;
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
+        byte* y1 = y + aStride, y2 = y1 + aStride, y3 = y2 + aStride, y4 = y3 + aStride, y5 = y4 + aStride, y6 = y5 + aStride, y7 = y6 + aStride;
+        byte* nibbles = group;
+        short* scales = (short*)(group + blocks * 256L);
+        var low = Vector512.Create((byte)0x0F);
+        for (int b = 0; b < blocks; b++, nibbles += 256, scales += PackedRows)
+        {
+            // 4 KiB ahead: the hardware prefetcher alone leaves this loop short of the memory's speed (decode about 10%
+            // faster with it, side by side).
+            Sse.Prefetch0(nibbles + PrefetchBytes); Sse.Prefetch0(nibbles + PrefetchBytes + 64);
+            Sse.Prefetch0(nibbles + PrefetchBytes + 128); Sse.Prefetch0(nibbles + PrefetchBytes + 192);
+            Vector512<byte> d0 = Vector512.Load(nibbles), d1 = Vector512.Load(nibbles + 64);
+            Vector512<byte> d2 = Vector512.Load(nibbles + 128), d3 = Vector512.Load(nibbles + 192);
+            Vector512<byte> w0 = d0 & low, w1 = d1 & low, w2 = d2 & low, w3 = d3 & low;
+            Vector512<byte> w4 = (d0.AsUInt16() >> 4).AsByte() & low, w5 = (d1.AsUInt16() >> 4).AsByte() & low;
+            Vector512<byte> w6 = (d2.AsUInt16() >> 4).AsByte() & low, w7 = (d3.AsUInt16() >> 4).AsByte() & low;
+            Vector512<float> dx = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load(scales)));
+            nint yo = b * 34;
+            acc0 = Q4_0LanesToken(acc0, w0, w1, w2, w3, w4, w5, w6, w7, y + yo, dx, dy[b], sy[b]);
+            if (count > 1) acc1 = Q4_0LanesToken(acc1, w0, w1, w2, w3, w4, w5, w6, w7, y1 + yo, dx, dy[blocks + b], sy[blocks + b]);
+            if (count > 2) acc2 = Q4_0LanesToken(acc2, w0, w1, w2, w3, w4, w5, w6, w7, y2 + yo, dx, dy[2 * blocks + b], sy[2 * blocks + b]);
+            if (count > 3) acc3 = Q4_0LanesToken(acc3, w0, w1, w2, w3, w4, w5, w6, w7, y3 + yo, dx, dy[3 * blocks + b], sy[3 * blocks + b]);
+            if (count > 4) acc4 = Q4_0LanesToken(acc4, w0, w1, w2, w3, w4, w5, w6, w7, y4 + yo, dx, dy[4 * blocks + b], sy[4 * blocks + b]);
+            if (count > 5) acc5 = Q4_0LanesToken(acc5, w0, w1, w2, w3, w4, w5, w6, w7, y5 + yo, dx, dy[5 * blocks + b], sy[5 * blocks + b]);
+            if (count > 6) acc6 = Q4_0LanesToken(acc6, w0, w1, w2, w3, w4, w5, w6, w7, y6 + yo, dx, dy[6 * blocks + b], sy[6 * blocks + b]);
+            if (count > 7) acc7 = Q4_0LanesToken(acc7, w0, w1, w2, w3, w4, w5, w6, w7, y7 + yo, dx, dy[7 * blocks + b], sy[7 * blocks + b]);
+        }
+        StoreLanes(acc0, r, n);
+        if (count > 1) StoreLanes(acc1, r + rStride, n);
+        if (count > 2) StoreLanes(acc2, r + 2 * rStride, n);
+        if (count > 3) StoreLanes(acc3, r + 3 * rStride, n);
+        if (count > 4) StoreLanes(acc4, r + 4 * rStride, n);
+        if (count > 5) StoreLanes(acc5, r + 5 * rStride, n);
+        if (count > 6) StoreLanes(acc6, r + 6 * rStride, n);
+        if (count > 7) StoreLanes(acc7, r + 7 * rStride, n);
+    }
+}
