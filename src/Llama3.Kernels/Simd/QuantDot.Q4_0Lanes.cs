@@ -116,27 +116,35 @@ public static unsafe partial class QuantDot
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void Q4_0Prep(byte** rp, int blocks, Vector512<byte>* prep)
     {
-        var within = Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         Vector512<int> offsets = RowOffsets(rp);
         var low = Vector512.Create((byte)0x0F);
         for (int b = 0; b < blocks; b++, prep += 9)
         {
             nint o = b * 18;
-            // 16 rows' nibbles: 4 rows per vector, then each row's 4 dwords spread over 4 vectors (D0..D3: dword j of
-            // every row, row i in lane i).
-            Vector512<int> z0 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[0] + o + 2), Vector128.Load(rp[1] + o + 2)), Vector256.Create(Vector128.Load(rp[2] + o + 2), Vector128.Load(rp[3] + o + 2))).AsInt32(), within);
-            Vector512<int> z1 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[4] + o + 2), Vector128.Load(rp[5] + o + 2)), Vector256.Create(Vector128.Load(rp[6] + o + 2), Vector128.Load(rp[7] + o + 2))).AsInt32(), within);
-            Vector512<int> z2 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[8] + o + 2), Vector128.Load(rp[9] + o + 2)), Vector256.Create(Vector128.Load(rp[10] + o + 2), Vector128.Load(rp[11] + o + 2))).AsInt32(), within);
-            Vector512<int> z3 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[12] + o + 2), Vector128.Load(rp[13] + o + 2)), Vector256.Create(Vector128.Load(rp[14] + o + 2), Vector128.Load(rp[15] + o + 2))).AsInt32(), within);
-            Vector512<int> p01 = Avx512F.Shuffle4x128(z0, z1, 0x44), p23 = Avx512F.Shuffle4x128(z2, z3, 0x44);
-            Vector512<int> q01 = Avx512F.Shuffle4x128(z0, z1, 0xEE), q23 = Avx512F.Shuffle4x128(z2, z3, 0xEE);
-            Vector512<byte> d0 = Avx512F.Shuffle4x128(p01, p23, 0x88).AsByte(), d1 = Avx512F.Shuffle4x128(p01, p23, 0xDD).AsByte();
-            Vector512<byte> d2 = Avx512F.Shuffle4x128(q01, q23, 0x88).AsByte(), d3 = Avx512F.Shuffle4x128(q01, q23, 0xDD).AsByte();
+            TransposeNibbles(rp, o + 2, out var d0, out var d1, out var d2, out var d3);
             prep[0] = d0 & low; prep[1] = d1 & low; prep[2] = d2 & low; prep[3] = d3 & low;
             prep[4] = (d0.AsUInt16() >> 4).AsByte() & low; prep[5] = (d1.AsUInt16() >> 4).AsByte() & low;
             prep[6] = (d2.AsUInt16() >> 4).AsByte() & low; prep[7] = (d3.AsUInt16() >> 4).AsByte() & low;
             prep[8] = RowScales(rp, offsets, o).AsByte();
         }
+    }
+
+    // The 16 rows' 16 bytes at offset o (a block's nibbles): 4 rows per vector, then each row's 4 dwords spread over 4
+    // vectors (d_j: dword j of every row, row i in lane i).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void TransposeNibbles(byte** rp, nint o, out Vector512<byte> d0, out Vector512<byte> d1, out Vector512<byte> d2, out Vector512<byte> d3)
+    {
+        var within = Vector512.Create(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        Vector512<int> z0 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[0] + o), Vector128.Load(rp[1] + o)), Vector256.Create(Vector128.Load(rp[2] + o), Vector128.Load(rp[3] + o))).AsInt32(), within);
+        Vector512<int> z1 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[4] + o), Vector128.Load(rp[5] + o)), Vector256.Create(Vector128.Load(rp[6] + o), Vector128.Load(rp[7] + o))).AsInt32(), within);
+        Vector512<int> z2 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[8] + o), Vector128.Load(rp[9] + o)), Vector256.Create(Vector128.Load(rp[10] + o), Vector128.Load(rp[11] + o))).AsInt32(), within);
+        Vector512<int> z3 = Avx512F.PermuteVar16x32(Vector512.Create(Vector256.Create(Vector128.Load(rp[12] + o), Vector128.Load(rp[13] + o)), Vector256.Create(Vector128.Load(rp[14] + o), Vector128.Load(rp[15] + o))).AsInt32(), within);
+        Vector512<int> p01 = Avx512F.Shuffle4x128(z0, z1, 0x44), p23 = Avx512F.Shuffle4x128(z2, z3, 0x44);
+        Vector512<int> q01 = Avx512F.Shuffle4x128(z0, z1, 0xEE), q23 = Avx512F.Shuffle4x128(z2, z3, 0xEE);
+        d0 = Avx512F.Shuffle4x128(p01, p23, 0x88).AsByte();
+        d1 = Avx512F.Shuffle4x128(p01, p23, 0xDD).AsByte();
+        d2 = Avx512F.Shuffle4x128(q01, q23, 0x88).AsByte();
+        d3 = Avx512F.Shuffle4x128(q01, q23, 0xDD).AsByte();
     }
 
     // The kernel for each token count, 1 to 8.

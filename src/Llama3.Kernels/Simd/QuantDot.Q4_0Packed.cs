@@ -53,6 +53,24 @@ public static unsafe partial class QuantDot
         fixed (byte* x = w, p = packed)
         {
             long groupBytes = PackedRows * (blocks * 18L);
+            if (HasPromptKernels)
+            {
+                // The prompt kernel's transposition, stored before the nibbles are split; the scales copied.
+                byte** rp = stackalloc byte*[PackedRows];
+                for (int g = 0; g * PackedRows < rows; g++)
+                {
+                    RowPointers(rp, x, wStride, g * PackedRows, Math.Min(PackedRows, rows - g * PackedRows));
+                    byte* nibbles = p + g * groupBytes;
+                    ushort* scales = (ushort*)(nibbles + blocks * 256L);
+                    for (int b = 0; b < blocks; b++, nibbles += 256, scales += PackedRows)
+                    {
+                        TransposeNibbles(rp, b * 18 + 2, out var d0, out var d1, out var d2, out var d3);
+                        d0.Store(nibbles); d1.Store(nibbles + 64); d2.Store(nibbles + 128); d3.Store(nibbles + 192);
+                        for (int i = 0; i < PackedRows; i++) scales[i] = *(ushort*)(rp[i] + b * 18);
+                    }
+                }
+                return;
+            }
             for (int g = 0; g * PackedRows < rows; g++)
             {
                 uint* nibbles = (uint*)(p + g * groupBytes);
@@ -100,15 +118,46 @@ public static unsafe partial class QuantDot
         {
             ActivationScalesAndSums(y, aStride, count, blocks, dy, sy);
             long groupBytes = PackedRows * (blocks * 18L);
-            for (int r0 = 0; r0 < rows; r0 += PackedRows, x += groupBytes)
+            if (count <= LaneTokens)
             {
-                int n = Math.Min(PackedRows, rows - r0);
-                for (int t = 0; t < count; t += LaneTokens)
-                {
-                    int c = Math.Min(LaneTokens, count - t);
-                    Q4_0PackedCores[c - 1](x, y + t * aStride, aStride, dy + t * blocks, sy + t * blocks, blocks, r + t * rStride + r0, rStride, n);
-                }
+                // One pass per group: the nibbles are split in registers as they are read.
+                var core = Q4_0PackedCores[count - 1];
+                for (int r0 = 0; r0 < rows; r0 += PackedRows, x += groupBytes)
+                    core(x, y, aStride, dy, sy, blocks, r + r0, rStride, Math.Min(PackedRows, rows - r0));
+                return;
             }
+            // A prompt: each group split once into the prompt kernel's arrangement, then read from cache by every pass of
+            // 8 tokens.
+            Vector512<byte>[] prepBuffer = PrepScratch(blocks * 9);
+            fixed (Vector512<byte>* prep = prepBuffer)
+                for (int r0 = 0; r0 < rows; r0 += PackedRows, x += groupBytes)
+                {
+                    int n = Math.Min(PackedRows, rows - r0);
+                    Q4_0Unpack(x, blocks, prep);
+                    for (int t = 0; t < count; t += LaneTokens)
+                    {
+                        int c = Math.Min(LaneTokens, count - t);
+                        Q4_0Cores[c - 1](prep, y + t * aStride, aStride, dy + t * blocks, sy + t * blocks, blocks, r + t * rStride + r0, rStride, n);
+                    }
+                }
+        }
+    }
+
+    // A packed group in the prompt kernel's arrangement (Q4_0Prep's): per block 8 vectors of nibbles and the scales as floats.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Q4_0Unpack(byte* group, int blocks, Vector512<byte>* prep)
+    {
+        byte* nibbles = group;
+        short* scales = (short*)(group + blocks * 256L);
+        var low = Vector512.Create((byte)0x0F);
+        for (int b = 0; b < blocks; b++, nibbles += 256, scales += PackedRows, prep += 9)
+        {
+            Vector512<byte> d0 = Vector512.Load(nibbles), d1 = Vector512.Load(nibbles + 64);
+            Vector512<byte> d2 = Vector512.Load(nibbles + 128), d3 = Vector512.Load(nibbles + 192);
+            prep[0] = d0 & low; prep[1] = d1 & low; prep[2] = d2 & low; prep[3] = d3 & low;
+            prep[4] = (d0.AsUInt16() >> 4).AsByte() & low; prep[5] = (d1.AsUInt16() >> 4).AsByte() & low;
+            prep[6] = (d2.AsUInt16() >> 4).AsByte() & low; prep[7] = (d3.AsUInt16() >> 4).AsByte() & low;
+            prep[8] = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load(scales))).AsByte();
         }
     }
 
