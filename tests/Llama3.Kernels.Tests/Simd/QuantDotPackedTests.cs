@@ -85,12 +85,15 @@ public class QuantDotPackedTests
                 for (int b = 0; b < blocks; b++)
                 {
                     int block = row * wb + b * 18;
-                    int scale = group + blocks * 256 + (b * 16 + lane) * 2;
+                    // Pairs of blocks: 2 x 256 bytes of nibbles, then 2 x 32 of scales; the unpaired third block's scales
+                    // follow its nibbles.
+                    int pair = group + b / 2 * 576, nibbles = pair + b % 2 * 256;
+                    int scale = (b < 2 ? pair + 512 + b % 2 * 32 : pair + 256) + lane * 2;
                     Assert.Equal(w[block], packed[scale]);
                     Assert.Equal(w[block + 1], packed[scale + 1]);
                     for (int k = 0; k < 4; k++)
                         for (int j = 0; j < 4; j++)
-                            Assert.Equal(w[block + 2 + 4 * k + j], packed[group + b * 256 + k * 64 + lane * 4 + j]);
+                            Assert.Equal(w[block + 2 + 4 * k + j], packed[nibbles + k * 64 + lane * 4 + j]);
                 }
             }
     }
