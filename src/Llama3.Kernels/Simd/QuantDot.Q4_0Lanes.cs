@@ -71,7 +71,7 @@ public static unsafe partial class QuantDot
                         float* dyt = dy + t * blocks;
                         int* syt = sy + t * blocks;
                         float* rt = r + t * rStride + r0;
-                        Q4_0Cores[c - 1](prep, yt, aStride, dyt, syt, blocks, rt, rStride, n);
+                        Q4_0Cores[c - 1]((byte*)prep, yt, aStride, dyt, syt, blocks, rt, rStride, n);
                     }
                 }
         }
@@ -148,10 +148,11 @@ public static unsafe partial class QuantDot
     }
 
     // The kernel for each token count, 1 to 8.
-    private static readonly delegate*<Vector512<byte>*, byte*, nint, float*, int*, int, float*, nint, int, void>[] Q4_0Cores =
+    private static readonly delegate*<byte*, byte*, nint, float*, int*, int, float*, nint, int, void>[] Q4_0Cores =
     [
-        &Q4_0LanesCore<Tokens1>, &Q4_0LanesCore<Tokens2>, &Q4_0LanesCore<Tokens3>, &Q4_0LanesCore<Tokens4>,
-        &Q4_0LanesCore<Tokens5>, &Q4_0LanesCore<Tokens6>, &Q4_0LanesCore<Tokens7>, &Q4_0LanesCore<Tokens8>,
+        &Q4_0LanesCore<Tokens1, PreparedBlocks>, &Q4_0LanesCore<Tokens2, PreparedBlocks>, &Q4_0LanesCore<Tokens3, PreparedBlocks>,
+        &Q4_0LanesCore<Tokens4, PreparedBlocks>, &Q4_0LanesCore<Tokens5, PreparedBlocks>, &Q4_0LanesCore<Tokens6, PreparedBlocks>,
+        &Q4_0LanesCore<Tokens7, PreparedBlocks>, &Q4_0LanesCore<Tokens8, PreparedBlocks>,
     ];
 
     [ThreadStatic] private static int[]? _sumScratch;
@@ -175,17 +176,43 @@ public static unsafe partial class QuantDot
     private struct Tokens7 : ITokenCount { public static int Value => 7; }
     private struct Tokens8 : ITokenCount { public static int Value => 8; }
 
+    /// <summary>Where a lanes kernel reads its blocks: per block 8 vectors of nibbles and the 16 rows' scales.</summary>
+    private interface IQ4_0Blocks
+    {
+        /// <summary>
+        /// Block <paramref name="b"/> of <paramref name="blocks"/> at <paramref name="source"/>: w_g holds weights 4g..4g+3
+        /// (g below 4) or 16+4(g-4).. (g from 4) of every row as unsigned nibbles, row i in lane i; dx the rows' scales.
+        /// </summary>
+        static abstract void Load(byte* source, int b, int blocks, out Vector512<byte> w0, out Vector512<byte> w1, out Vector512<byte> w2,
+            out Vector512<byte> w3, out Vector512<byte> w4, out Vector512<byte> w5, out Vector512<byte> w6, out Vector512<byte> w7,
+            out Vector512<float> dx);
+    }
+
+    /// <summary>Blocks arranged for a prompt (<see cref="Q4_0Prep"/>): 9 vectors each.</summary>
+    private struct PreparedBlocks : IQ4_0Blocks
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load(byte* source, int b, int blocks, out Vector512<byte> w0, out Vector512<byte> w1, out Vector512<byte> w2,
+            out Vector512<byte> w3, out Vector512<byte> w4, out Vector512<byte> w5, out Vector512<byte> w6, out Vector512<byte> w7,
+            out Vector512<float> dx)
+        {
+            var prep = (Vector512<byte>*)source + b * 9;
+            w0 = prep[0]; w1 = prep[1]; w2 = prep[2]; w3 = prep[3]; w4 = prep[4]; w5 = prep[5]; w6 = prep[6]; w7 = prep[7];
+            dx = prep[8].AsSingle();
+        }
+    }
+
+    // The lanes kernel for 1 to 8 tokens (TCount) over the 16 rows of a group whose blocks TBlocks reads.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Q4_0LanesCore<TCount>(Vector512<byte>* prep, byte* y, nint aStride, float* dy, int* sy, int blocks, float* r, nint rStride, int n)
-        where TCount : struct, ITokenCount
+    private static void Q4_0LanesCore<TCount, TBlocks>(byte* source, byte* y, nint aStride, float* dy, int* sy, int blocks, float* r, nint rStride, int n)
+        where TCount : struct, ITokenCount where TBlocks : struct, IQ4_0Blocks
     {
         int count = TCount.Value;
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
         byte* y1 = y + aStride, y2 = y1 + aStride, y3 = y2 + aStride, y4 = y3 + aStride, y5 = y4 + aStride, y6 = y5 + aStride, y7 = y6 + aStride;
-        for (int b = 0; b < blocks; b++, prep += 9)
+        for (int b = 0; b < blocks; b++)
         {
-            Vector512<byte> w0 = prep[0], w1 = prep[1], w2 = prep[2], w3 = prep[3], w4 = prep[4], w5 = prep[5], w6 = prep[6], w7 = prep[7];
-            Vector512<float> dx = prep[8].AsSingle();
+            TBlocks.Load(source, b, blocks, out var w0, out var w1, out var w2, out var w3, out var w4, out var w5, out var w6, out var w7, out var dx);
             nint yo = b * 34;
             acc0 = Q4_0LanesToken(acc0, w0, w1, w2, w3, w4, w5, w6, w7, y + yo, dx, dy[b], sy[b]);
             if (count > 1) acc1 = Q4_0LanesToken(acc1, w0, w1, w2, w3, w4, w5, w6, w7, y1 + yo, dx, dy[blocks + b], sy[blocks + b]);

@@ -145,7 +145,7 @@ public static unsafe partial class QuantDot
                     for (int t = 0; t < count; t += LaneTokens)
                     {
                         int c = Math.Min(LaneTokens, count - t);
-                        Q4_0Cores[c - 1](prep, y + t * aStride, aStride, dy + t * blocks, sy + t * blocks, blocks, r + t * rStride + r0, rStride, n);
+                        Q4_0Cores[c - 1]((byte*)prep, y + t * aStride, aStride, dy + t * blocks, sy + t * blocks, blocks, r + t * rStride + r0, rStride, n);
                     }
                 }
         }
@@ -186,19 +186,18 @@ public static unsafe partial class QuantDot
     // The kernel for each token count, 1 to 8.
     private static readonly delegate*<byte*, byte*, nint, float*, int*, int, float*, nint, int, void>[] Q4_0PackedCores =
     [
-        &Q4_0PackedCore<Tokens1>, &Q4_0PackedCore<Tokens2>, &Q4_0PackedCore<Tokens3>, &Q4_0PackedCore<Tokens4>,
-        &Q4_0PackedCore<Tokens5>, &Q4_0PackedCore<Tokens6>, &Q4_0PackedCore<Tokens7>, &Q4_0PackedCore<Tokens8>,
+        &Q4_0LanesCore<Tokens1, PackedBlocks>, &Q4_0LanesCore<Tokens2, PackedBlocks>, &Q4_0LanesCore<Tokens3, PackedBlocks>,
+        &Q4_0LanesCore<Tokens4, PackedBlocks>, &Q4_0LanesCore<Tokens5, PackedBlocks>, &Q4_0LanesCore<Tokens6, PackedBlocks>,
+        &Q4_0LanesCore<Tokens7, PackedBlocks>, &Q4_0LanesCore<Tokens8, PackedBlocks>,
     ];
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Q4_0PackedCore<TCount>(byte* group, byte* y, nint aStride, float* dy, int* sy, int blocks, float* r, nint rStride, int n)
-        where TCount : struct, ITokenCount
+    /// <summary>A packed group's blocks, split as they are read.</summary>
+    private struct PackedBlocks : IQ4_0Blocks
     {
-        int count = TCount.Value;
-        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
-        byte* y1 = y + aStride, y2 = y1 + aStride, y3 = y2 + aStride, y4 = y3 + aStride, y5 = y4 + aStride, y6 = y5 + aStride, y7 = y6 + aStride;
-        var low = Vector512.Create((byte)0x0F);
-        for (int b = 0; b < blocks; b++)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load(byte* group, int b, int blocks, out Vector512<byte> w0, out Vector512<byte> w1, out Vector512<byte> w2,
+            out Vector512<byte> w3, out Vector512<byte> w4, out Vector512<byte> w5, out Vector512<byte> w6, out Vector512<byte> w7,
+            out Vector512<float> dx)
         {
             byte* nibbles = group + PackedNibbles(b);
             short* scales = (short*)(group + PackedScales(b, blocks));
@@ -206,29 +205,13 @@ public static unsafe partial class QuantDot
             // faster with it, side by side).
             byte* ahead = group + b * 288L + PrefetchBytes; // about where the stream will be, a block's 4.5 lines
             Sse.Prefetch0(ahead); Sse.Prefetch0(ahead + 64); Sse.Prefetch0(ahead + 128); Sse.Prefetch0(ahead + 192); Sse.Prefetch0(ahead + 256);
+            var low = Vector512.Create((byte)0x0F);
             Vector512<byte> d0 = Vector512.Load(nibbles), d1 = Vector512.Load(nibbles + 64);
             Vector512<byte> d2 = Vector512.Load(nibbles + 128), d3 = Vector512.Load(nibbles + 192);
-            Vector512<byte> w0 = d0 & low, w1 = d1 & low, w2 = d2 & low, w3 = d3 & low;
-            Vector512<byte> w4 = (d0.AsUInt16() >> 4).AsByte() & low, w5 = (d1.AsUInt16() >> 4).AsByte() & low;
-            Vector512<byte> w6 = (d2.AsUInt16() >> 4).AsByte() & low, w7 = (d3.AsUInt16() >> 4).AsByte() & low;
-            Vector512<float> dx = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load(scales)));
-            nint yo = b * 34;
-            acc0 = Q4_0LanesToken(acc0, w0, w1, w2, w3, w4, w5, w6, w7, y + yo, dx, dy[b], sy[b]);
-            if (count > 1) acc1 = Q4_0LanesToken(acc1, w0, w1, w2, w3, w4, w5, w6, w7, y1 + yo, dx, dy[blocks + b], sy[blocks + b]);
-            if (count > 2) acc2 = Q4_0LanesToken(acc2, w0, w1, w2, w3, w4, w5, w6, w7, y2 + yo, dx, dy[2 * blocks + b], sy[2 * blocks + b]);
-            if (count > 3) acc3 = Q4_0LanesToken(acc3, w0, w1, w2, w3, w4, w5, w6, w7, y3 + yo, dx, dy[3 * blocks + b], sy[3 * blocks + b]);
-            if (count > 4) acc4 = Q4_0LanesToken(acc4, w0, w1, w2, w3, w4, w5, w6, w7, y4 + yo, dx, dy[4 * blocks + b], sy[4 * blocks + b]);
-            if (count > 5) acc5 = Q4_0LanesToken(acc5, w0, w1, w2, w3, w4, w5, w6, w7, y5 + yo, dx, dy[5 * blocks + b], sy[5 * blocks + b]);
-            if (count > 6) acc6 = Q4_0LanesToken(acc6, w0, w1, w2, w3, w4, w5, w6, w7, y6 + yo, dx, dy[6 * blocks + b], sy[6 * blocks + b]);
-            if (count > 7) acc7 = Q4_0LanesToken(acc7, w0, w1, w2, w3, w4, w5, w6, w7, y7 + yo, dx, dy[7 * blocks + b], sy[7 * blocks + b]);
+            w0 = d0 & low; w1 = d1 & low; w2 = d2 & low; w3 = d3 & low;
+            w4 = (d0.AsUInt16() >> 4).AsByte() & low; w5 = (d1.AsUInt16() >> 4).AsByte() & low;
+            w6 = (d2.AsUInt16() >> 4).AsByte() & low; w7 = (d3.AsUInt16() >> 4).AsByte() & low;
+            dx = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load(scales)));
         }
-        StoreLanes(acc0, r, n);
-        if (count > 1) StoreLanes(acc1, r + rStride, n);
-        if (count > 2) StoreLanes(acc2, r + 2 * rStride, n);
-        if (count > 3) StoreLanes(acc3, r + 3 * rStride, n);
-        if (count > 4) StoreLanes(acc4, r + 4 * rStride, n);
-        if (count > 5) StoreLanes(acc5, r + 5 * rStride, n);
-        if (count > 6) StoreLanes(acc6, r + 6 * rStride, n);
-        if (count > 7) StoreLanes(acc7, r + 7 * rStride, n);
     }
 }
