@@ -136,18 +136,17 @@ public static unsafe partial class QuantDot
             }
             // A prompt: each group split once into the prompt kernel's arrangement, then read from cache by every pass of
             // 8 tokens.
-            Vector512<byte>[] prepBuffer = PrepScratch(blocks * 9);
-            fixed (Vector512<byte>* prep = prepBuffer)
-                for (int r0 = 0; r0 < rows; r0 += PackedRows, x += groupBytes)
+            Vector512<byte>* prep = PrepScratch(blocks * 9);
+            for (int r0 = 0; r0 < rows; r0 += PackedRows, x += groupBytes)
+            {
+                int n = Math.Min(PackedRows, rows - r0);
+                Q4_0Unpack(x, blocks, prep);
+                for (int t = 0; t < count; t += LaneTokens)
                 {
-                    int n = Math.Min(PackedRows, rows - r0);
-                    Q4_0Unpack(x, blocks, prep);
-                    for (int t = 0; t < count; t += LaneTokens)
-                    {
-                        int c = Math.Min(LaneTokens, count - t);
-                        Q4_0Cores[c - 1]((byte*)prep, y + t * aStride, aStride, dy + t * blocks, sy + t * blocks, blocks, r + t * rStride + r0, rStride, n);
-                    }
+                    int c = Math.Min(LaneTokens, count - t);
+                    Q4_0Cores[c - 1]((byte*)prep, y + t * aStride, aStride, dy + t * blocks, sy + t * blocks, blocks, r + t * rStride + r0, rStride, n);
                 }
+            }
         }
     }
 

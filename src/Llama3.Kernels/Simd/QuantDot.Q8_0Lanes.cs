@@ -56,21 +56,20 @@ public static unsafe partial class QuantDot
                 }
             }
             byte** rp = stackalloc byte*[16];
-            Vector512<byte>[] prepBuffer = PrepScratch(blocks * 17);
-            fixed (Vector512<byte>* prep = prepBuffer)
-                for (int r0 = 0; r0 < rows; r0 += 16)
+            Vector512<byte>* prep = PrepScratch(blocks * 17);
+            for (int r0 = 0; r0 < rows; r0 += 16)
+            {
+                int n = Math.Min(16, rows - r0);
+                RowPointers(rp, x, wStride, r0, n);
+                Q8_0Prep(rp, blocks, prep);
+                for (int t = 0; t < count; t += LaneTokens)
                 {
-                    int n = Math.Min(16, rows - r0);
-                    RowPointers(rp, x, wStride, r0, n);
-                    Q8_0Prep(rp, blocks, prep);
-                    for (int t = 0; t < count; t += LaneTokens)
-                    {
-                        int c = Math.Min(LaneTokens, count - t);
-                        short* ywt = yw + t * blocks * 32;
-                        float* dyt = dy + t * blocks, rt = r + t * rStride + r0;
-                        Q8_0Cores[c - 1](prep, ywt, dyt, blocks, rt, rStride, n);
-                    }
+                    int c = Math.Min(LaneTokens, count - t);
+                    short* ywt = yw + t * blocks * 32;
+                    float* dyt = dy + t * blocks, rt = r + t * rStride + r0;
+                    Q8_0Cores[c - 1](prep, ywt, dyt, blocks, rt, rStride, n);
                 }
+            }
         }
     }
 

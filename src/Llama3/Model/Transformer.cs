@@ -50,7 +50,7 @@ public sealed unsafe class Transformer : IDisposable
     private readonly float[] _x, _xb, _q, _k, _v, _attnOut, _hb, _hb2;
     private readonly int[] _batchRows, _tokenPos;
     private readonly KvCache?[] _tokenCache;
-    private readonly float[][] _rowScratch;
+    private readonly Memory<float>[] _rowScratch;
 
     private sealed class Layer
     {
@@ -114,13 +114,25 @@ public sealed unsafe class Transformer : IDisposable
         _tokenPos = new int[b];
         _tokenCache = new KvCache?[b];
         int maxCols = Math.Max(Math.Max(_c.Dim, qDim), _c.FfnDim);
-        _rowScratch = new float[Workers][];
+        _rowScratch = new Memory<float>[Workers];
         // A row for the dequantizing fallback; two blocks of 16 rows for F16 prompts' lanes kernel (MatMul.ScratchFloats).
         bool f16 = _output.Type == GgmlType.F16 || _layers.Any(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3 }.Any(w => w.Type == GgmlType.F16));
         int scratchFloats = b > 1 && f16 ? MatMul.ScratchFloats(maxCols) : maxCols;
-        for (int w = 0; w < Workers; w++) _rowScratch[w] = new float[scratchFloats];
+        for (int w = 0; w < Workers; w++) _rowScratch[w] = AlignedFloats(scratchFloats);
         if (packWeights && precision == ActivationPrecision.Quantized)
             PackMatrices(files);
+    }
+
+    // Pinned floats from a 64-byte boundary: the lanes kernels load whole vectors of them, and a vector across two cache
+    // lines costs two.
+    private static Memory<float> AlignedFloats(int count)
+    {
+        var a = GC.AllocateArray<float>(count + 16, pinned: true);
+        fixed (float* p = a)
+        {
+            int start = (int)(((64 - ((nint)p & 63)) & 63) / sizeof(float));
+            return a.AsMemory(start, count);
+        }
     }
 
     /// <summary>Whether <paramref name="w"/> is held packed (see the constructor).</summary>
@@ -434,7 +446,7 @@ public sealed unsafe class Transformer : IDisposable
             if (!_quantized)
             {
                 MatMul.Rows(_type, _data, _rowBytes, start, end, _x.AsSpan(0, _n * _cols), _n, new Span<float>(_y, _yLength), _rows,
-                    owner._rowScratch[worker]);
+                    owner._rowScratch[worker].Span);
                 return;
             }
             var act = owner._actQ;
