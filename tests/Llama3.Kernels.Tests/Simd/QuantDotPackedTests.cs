@@ -4,45 +4,56 @@ using Llama3.Kernels.Simd;
 namespace Llama3.Kernels.Tests.Simd;
 
 /// <summary>
-/// The packed Q4_0 layout (<see cref="QuantType.Packed"/>: 16 rows in the vector lanes, AVX-512): the packing puts every
-/// byte of the rows where the layout says, slices packed apart make the same bytes as the whole, and the packed product
-/// gives every row and token exactly the scalar twin's bits for any token count, including one; elsewhere the table has
-/// no packed layout and the kernel refuses.
+/// The packed Q4_0 and Q4_K layouts (<see cref="QuantType.Packed"/>: 16 rows in the vector lanes, AVX-512): the packing
+/// puts every byte of the rows where the layout says, slices packed apart make the same bytes as the whole, and the
+/// packed product gives every row and token exactly the scalar twin's bits for any token count, including one; elsewhere
+/// the table has no packed layout and the kernels refuse.
 /// </summary>
 public class QuantDotPackedTests
 {
-    public static TheoryData<int, int> Cases()
+    public static TheoryData<string, int, int> Cases()
     {
-        var data = new TheoryData<int, int>();
-        foreach (int blocks in new[] { 1, 7, 64 })
-            foreach (int rows in new[] { 1, 5, 16, 17, 33 })
-                data.Add(blocks, rows);
+        var data = new TheoryData<string, int, int>();
+        foreach (string name in new[] { "Q4_0", "Q4_K" })
+            foreach (int blocks in name == "Q4_0" ? new[] { 1, 7, 64 } : new[] { 1, 3, 8 })
+                foreach (int rows in new[] { 1, 5, 16, 17, 33 })
+                    data.Add(name, blocks, rows);
         return data;
     }
 
     private static readonly QuantType Q4_0 = QuantTable.Get(GgmlType.Q4_0);
 
-    private static byte[] RandomRows(Random rng, int rows, int wStride, int n)
+    // The type's pack, byte size and product, called directly (the table has them only on AVX-512).
+    private static (PackRows Pack, Func<long, int, long> Bytes, DotPackedRows Dot) Kernels(QuantType q) => q.Type == GgmlType.Q4_0
+        ? (QuantDot.PackQ4_0, QuantDot.PackedQ4_0Bytes, QuantDot.DotPackedQ4_0)
+        : (QuantDot.PackQ4_K, QuantDot.PackedQ4_KBytes, QuantDot.DotPackedQ4_K);
+
+    private static byte[] RandomRows(QuantType q, Random rng, int rows, int wStride, int n)
     {
-        int wb = (int)Q4_0.RowBytes(n);
+        int wb = (int)q.RowBytes(n);
         var w = new byte[rows * wStride];
-        for (int r = 0; r < rows; r++) QuantDotTests.RandomWeights(Q4_0, rng).Invoke(w.AsSpan(r * wStride, wb));
+        for (int r = 0; r < rows; r++) QuantDotTests.RandomWeights(q, rng).Invoke(w.AsSpan(r * wStride, wb));
         return w;
     }
 
+    private static byte[] RandomRows(Random rng, int rows, int wStride, int n) => RandomRows(Q4_0, rng, rows, wStride, n);
+
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Every_row_and_token_has_the_scalar_twins_bits(int blocks, int rows)
+    public void Every_row_and_token_has_the_scalar_twins_bits(string name, int blocks, int rows)
     {
-        int n = blocks * 32, wb = (int)Q4_0.RowBytes(n), wStride = wb + 3;
-        var rng = new Random(blocks * 7 + rows * 131);
-        var w = RandomRows(rng, rows, wStride, n);
-        var packed = new byte[QuantDot.PackedQ4_0Bytes(rows, n)];
-        QuantDot.PackQ4_0(w, wStride, rows, n, packed);
-        int ab = (int)Q4_0.ActivationRowBytes(n), stride = ab + 5;
+        QuantType q = QuantTable.All.Single(t => t.Name == name);
+        var kernels = Kernels(q);
+        int n = blocks * q.BlockSize, wb = (int)q.RowBytes(n), wStride = wb + 3;
+        var rng = new Random(blocks * 7 + rows * 131 + (int)q.Type);
+        var w = RandomRows(q, rng, rows, wStride, n);
+        var packed = new byte[kernels.Bytes(rows, n)];
+        Assert.Equal(((rows + 15) / 16) * 16L * wb, packed.Length); // the rows' size, the last group padded
+        kernels.Pack(w, wStride, rows, n, packed);
+        int ab = (int)q.ActivationRowBytes(n), stride = ab + 5;
         const int most = 19;
         var a = new byte[most * stride];
-        for (int t = 0; t < most; t++) Q4_0.QuantizeActivations(ActivationQuantTests.RandomActivations(rng, n), a.AsSpan(t * stride, ab));
+        for (int t = 0; t < most; t++) q.QuantizeActivations(ActivationQuantTests.RandomActivations(rng, n), a.AsSpan(t * stride, ab));
         int resultStride = rows + 2;
         foreach (int count in new[] { 1, 2, 4, 7, 8, 9, 19 })
         {
@@ -50,18 +61,18 @@ public class QuantDotPackedTests
             Array.Fill(results, float.NaN);
             if (!QuantDot.HasPromptKernels)
             {
-                Assert.Null(Q4_0.Packed);
-                Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ4_0(packed, rows, a, stride, count, n, results, resultStride));
+                Assert.Null(q.Packed);
+                Assert.Throws<PlatformNotSupportedException>(() => kernels.Dot(packed, rows, a, stride, count, n, results, resultStride));
                 return;
             }
-            Q4_0.Packed!.Dot(packed, rows, a, stride, count, n, results, resultStride);
+            q.Packed!.Dot(packed, rows, a, stride, count, n, results, resultStride);
             for (int t = 0; t < count; t++)
             {
                 for (int r = 0; r < rows; r++)
                 {
-                    float expected = Q4_0.DotScalar(w.AsSpan(r * wStride, wb), a.AsSpan(t * stride, ab), n);
+                    float expected = q.DotScalar(w.AsSpan(r * wStride, wb), a.AsSpan(t * stride, ab), n);
                     Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(results[t * resultStride + r]),
-                        $"blocks {blocks} rows {rows} count {count} row {r} token {t}: {results[t * resultStride + r]:R}, scalar twin {expected:R}");
+                        $"{name} blocks {blocks} rows {rows} count {count} row {r} token {t}: {results[t * resultStride + r]:R}, scalar twin {expected:R}");
                 }
                 for (int r = rows; r < resultStride && t * resultStride + r < results.Length; r++)
                     Assert.True(float.IsNaN(results[t * resultStride + r]), "the packed kernel wrote outside its rows");
@@ -99,6 +110,37 @@ public class QuantDotPackedTests
     }
 
     [Fact]
+    public void Every_byte_of_the_Q4_K_rows_is_where_the_layout_says()
+    {
+        QuantType q = QuantTable.Get(GgmlType.Q4_K);
+        const int rows = 18, blocks = 2, n = blocks * 256, wb = blocks * 144;
+        var w = RandomRows(q, new Random(6), rows, wb, n);
+        var packed = new byte[QuantDot.PackedQ4_KBytes(rows, n)];
+        Assert.Equal(2 * 16 * wb, packed.Length);
+        QuantDot.PackQ4_K(w, wb, rows, n, packed);
+        for (int g = 0; g < 2; g++)
+            for (int lane = 0; lane < 16; lane++)
+            {
+                int row = Math.Min(g * 16 + lane, rows - 1);
+                for (int b = 0; b < blocks; b++)
+                {
+                    int block = row * wb + b * 144, at = (g * blocks + b) * 2304;
+                    for (int j = 0; j < 2; j++)
+                    {
+                        Assert.Equal(w[block + j], packed[at + 2240 + lane * 2 + j]); // d
+                        Assert.Equal(w[block + 2 + j], packed[at + 2272 + lane * 2 + j]); // dmin
+                    }
+                    for (int k = 0; k < 3; k++)
+                        for (int j = 0; j < 4; j++)
+                            Assert.Equal(w[block + 4 + 4 * k + j], packed[at + 2048 + k * 64 + lane * 4 + j]); // scales and mins
+                    for (int k = 0; k < 32; k++)
+                        for (int j = 0; j < 4; j++)
+                            Assert.Equal(w[block + 16 + 4 * k + j], packed[at + k * 64 + lane * 4 + j]); // quants
+                }
+            }
+    }
+
+    [Fact]
     public void Slices_packed_apart_make_the_whole()
     {
         const int rows = 50, n = 64, wb = 36;
@@ -113,10 +155,10 @@ public class QuantDotPackedTests
     }
 
     [Fact]
-    public void Only_Q4_0_has_a_packed_layout_and_only_on_AVX_512()
+    public void Only_Q4_0_and_Q4_K_have_a_packed_layout_and_only_on_AVX_512()
     {
         foreach (var q in QuantTable.All)
-            Assert.Equal(QuantDot.HasPromptKernels && q.Type == GgmlType.Q4_0, q.Packed is not null);
+            Assert.Equal(QuantDot.HasPromptKernels && q.Type is GgmlType.Q4_0 or GgmlType.Q4_K, q.Packed is not null);
     }
 
     [Fact]
@@ -128,14 +170,25 @@ public class QuantDotPackedTests
         Assert.Throws<ArgumentException>(() => QuantDot.PackQ4_0(w, 17, 2, 32, new byte[18 * 16]));
         Assert.Throws<ArgumentException>(() => QuantDot.PackQ4_0(w, 18, 2, 33, new byte[18 * 16]));
         Assert.Throws<ArgumentOutOfRangeException>(() => QuantDot.PackedQ4_0Bytes(-1, 32));
+        Assert.Throws<ArgumentException>(() => QuantDot.PackedQ4_KBytes(16, 288));
+        Assert.Throws<ArgumentException>(() => QuantDot.PackQ4_K(new byte[144 * 2], 144, 2, 256, new byte[144 * 15]));
+        Assert.Throws<ArgumentException>(() => QuantDot.PackQ4_K(new byte[144 * 2], 143, 2, 256, new byte[144 * 16]));
         var packed = new byte[18 * 16];
         var a = new byte[34 * 4];
         var r = new float[16];
         if (!QuantDot.HasPromptKernels)
         {
             Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 1, 32, r, 2));
+            Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ4_K(new byte[144 * 16], 2, new byte[292], 292, 1, 256, r, 2));
             return;
         }
+        var pk = new byte[144 * 16];
+        var ak = new byte[292 * 2];
+        Assert.Throws<ArgumentOutOfRangeException>(() => QuantDot.DotPackedQ4_K(pk, 2, ak, 292, 0, 256, r, 2));
+        Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_K(pk, 17, ak, 292, 1, 256, r, 17));
+        Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_K(pk, 2, ak, 292, 3, 256, r, 2));
+        Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_K(pk, 2, ak, 291, 1, 256, r, 2));
+        Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_K(pk, 2, ak, 292, 2, 256, new float[3], 2));
         Assert.Throws<ArgumentOutOfRangeException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 0, 32, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 1, 33, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_0(packed, 17, a, 34, 1, 32, r, 17));
