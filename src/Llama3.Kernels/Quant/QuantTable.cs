@@ -185,8 +185,8 @@ public sealed record QuantType(GgmlType Type, string Name, int BlockSize, int By
     public DotPromptRows? DotPrompt { get; init; }
 
     /// <summary>
-    /// The packed layout where the type has one on this machine's best path (Q4_0 and Q4_K on AVX-512: 16 rows in the
-    /// vector lanes, the same size as the rows they replace), else null.
+    /// The packed layout where the type has one on this machine's best path (Q4_0, Q4_K and Q6_K on AVX-512: 16 rows in
+    /// the vector lanes, the same size as the rows they replace), else null.
     /// </summary>
     public PackedLayout? Packed { get; init; }
 
@@ -237,7 +237,8 @@ public static class QuantTable
         Row(GgmlType.Q4_K, "Q4_K", 256, 2 + 2 + 12 + 128, BlocksK.DequantizeQ4_K, ToQ8_K, QuantDot.DotQ4_K, QuantDotScalar.DotQ4_K, QuantDot.DotManyQ4_K,
             packed: QuantDot.HasPromptKernels ? new(QuantDot.PackedRows, QuantDot.PackedQ4_KBytes, QuantDot.PackQ4_K, QuantDot.DotPackedQ4_K) : null),
         Row(GgmlType.Q5_K, "Q5_K", 256, 2 + 2 + 12 + 32 + 128, BlocksK.DequantizeQ5_K, ToQ8_K, QuantDot.DotQ5_K, QuantDotScalar.DotQ5_K),
-        Row(GgmlType.Q6_K, "Q6_K", 256, 128 + 64 + 16 + 2, BlocksK.DequantizeQ6_K, ToQ8_K, QuantDot.DotQ6_K, QuantDotScalar.DotQ6_K, QuantDot.DotManyQ6_K),
+        Row(GgmlType.Q6_K, "Q6_K", 256, 128 + 64 + 16 + 2, BlocksK.DequantizeQ6_K, ToQ8_K, QuantDot.DotQ6_K, QuantDotScalar.DotQ6_K, QuantDot.DotManyQ6_K,
+            packed: QuantDot.HasPromptKernels ? new(QuantDot.PackedRows, QuantDot.PackedQ6_KBytes, QuantDot.PackQ6_K, QuantDot.DotPackedQ6_K) : null),
         Row(GgmlType.Q8_K, "Q8_K", 256, 4 + 256 + 32, BlocksK.DequantizeQ8_K, ToQ8_K, QuantDotScalar.DotQ8_K, QuantDotScalar.DotQ8_K),
     ];
 

@@ -78,17 +78,7 @@ public static unsafe partial class QuantDot
     public static void DotPackedQ4_K(ReadOnlySpan<byte> packed, int rows, ReadOnlySpan<byte> a, int aStride, int count, int n,
         Span<float> results, int resultStride)
     {
-        if (!HasPromptKernels) throw new PlatformNotSupportedException("the packed kernels are the AVX-512 path's");
-        long need = PackedQ4_KBytes(rows, n);
-        if (packed.Length < need) throw new ArgumentException($"{rows} packed rows need {need} bytes, the span holds {packed.Length}", nameof(packed));
-        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(resultStride, rows);
-        int blocks = n / 256;
-        if (aStride < (long)blocks * 292) throw new ArgumentException($"Q8_K rows of {blocks} super-blocks need {(long)blocks * 292} bytes, the stride is {aStride}", nameof(aStride));
-        if ((long)aStride * (count - 1) + (long)blocks * 292 > a.Length)
-            throw new ArgumentException($"{count} activation rows of {aStride} bytes need more than the span's {a.Length}", nameof(a));
-        if (rows > 0 && (long)(count - 1) * resultStride + rows > results.Length)
-            throw new ArgumentException($"the results span holds {results.Length} floats, {(long)(count - 1) * resultStride + rows} needed", nameof(results));
+        int blocks = PackedKChecks(packed, PackedQ4_KBytes(rows, n), rows, a, aStride, count, n, results, resultStride);
         if (rows == 0 || blocks == 0) return;
         fixed (byte* x0 = packed, y = a)
         fixed (float* r = results)

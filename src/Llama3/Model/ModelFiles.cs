@@ -142,13 +142,15 @@ public sealed class ModelFiles : IDisposable
     /// <summary>
     /// Drops a tensor's pages from this process's resident memory where it lies in a file mapping and the system allows
     /// it (see <see cref="Formats.MappedPages.Release"/>): for a tensor the engine holds packed. The tensor stays
-    /// readable. Returns whether pages were released.
+    /// readable. Returns whether pages were released. The range is <paramref name="bytes"/> of the tensor's bytes from
+    /// <paramref name="offset"/>.
     /// </summary>
-    internal unsafe bool ReleasePages(WeightTensor tensor)
+    internal unsafe bool ReleasePages(WeightTensor tensor, long offset, long bytes)
     {
+        if (offset < 0 || bytes < 0 || offset > tensor.ByteSize - bytes) throw new ArgumentOutOfRangeException(nameof(offset));
         foreach (var owned in _owned)
             if (owned is Formats.IFileMapping file && file.Maps(tensor.Data, tensor.ByteSize))
-                return Formats.MappedPages.Release(tensor.Data, tensor.ByteSize);
+                return Formats.MappedPages.Release(tensor.Data + offset, bytes);
         return false;
     }
 

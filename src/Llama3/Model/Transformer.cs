@@ -158,9 +158,10 @@ public sealed unsafe class Transformer : IDisposable
             byte* p = _packedBuffer + offset;
             offset += Size(w);
             _packed.Add(w, (nint)p);
-            job.Prepare(w, QuantTable.Get(w.Type).Packed!, p);
+            // Each slice's pages of the file are given back as soon as it is packed, so that memory grows by a slice at a
+            // time, not by a whole matrix (the output's 200 MB in a 1B model).
+            job.Prepare(w, QuantTable.Get(w.Type).Packed!, p, ReferenceEquals(w, _tokEmbeddings) ? null : files);
             _pool.Run(job, job.Chunks);
-            if (!ReferenceEquals(w, _tokEmbeddings)) files.ReleasePages(w);
         }
     }
 
@@ -171,13 +172,15 @@ public sealed unsafe class Transformer : IDisposable
         private PackedLayout _layout = null!;
         private byte* _packed;
         private int _groups;
+        private ModelFiles? _release;
         public int Chunks;
 
-        public void Prepare(WeightTensor w, PackedLayout layout, byte* packed)
+        public void Prepare(WeightTensor w, PackedLayout layout, byte* packed, ModelFiles? release)
         {
             _w = w;
             _layout = layout;
             _packed = packed;
+            _release = release;
             _groups = checked((int)((w.Rows + layout.GroupRows - 1) / layout.GroupRows));
             Chunks = Math.Max(1, Math.Min(_groups, 64));
         }
@@ -191,6 +194,8 @@ public sealed unsafe class Transformer : IDisposable
             long groupBytes = _layout.Bytes(_layout.GroupRows, cols);
             _layout.Pack(new ReadOnlySpan<byte>(_w.Data + (long)r0 * rowBytes, checked((r1 - r0) * rowBytes)), rowBytes, r1 - r0, cols,
                 new Span<byte>(_packed + g0 * groupBytes, checked((int)((g1 - g0) * groupBytes))));
+            // (A page shared with the next slice comes back from the page cache if that slice still reads it.)
+            _release?.ReleasePages(_w, (long)r0 * rowBytes, (long)(r1 - r0) * rowBytes);
         }
     }
 

@@ -4,7 +4,7 @@ using Llama3.Kernels.Simd;
 namespace Llama3.Kernels.Tests.Simd;
 
 /// <summary>
-/// The packed Q4_0 and Q4_K layouts (<see cref="QuantType.Packed"/>: 16 rows in the vector lanes, AVX-512): the packing
+/// The packed Q4_0, Q4_K and Q6_K layouts (<see cref="QuantType.Packed"/>: 16 rows in the vector lanes, AVX-512): the packing
 /// puts every byte of the rows where the layout says, slices packed apart make the same bytes as the whole, and the
 /// packed product gives every row and token exactly the scalar twin's bits for any token count, including one; elsewhere
 /// the table has no packed layout and the kernels refuse.
@@ -14,7 +14,7 @@ public class QuantDotPackedTests
     public static TheoryData<string, int, int> Cases()
     {
         var data = new TheoryData<string, int, int>();
-        foreach (string name in new[] { "Q4_0", "Q4_K" })
+        foreach (string name in new[] { "Q4_0", "Q4_K", "Q6_K" })
             foreach (int blocks in name == "Q4_0" ? new[] { 1, 7, 64 } : new[] { 1, 3, 8 })
                 foreach (int rows in new[] { 1, 5, 16, 17, 33 })
                     data.Add(name, blocks, rows);
@@ -24,9 +24,12 @@ public class QuantDotPackedTests
     private static readonly QuantType Q4_0 = QuantTable.Get(GgmlType.Q4_0);
 
     // The type's pack, byte size and product, called directly (the table has them only on AVX-512).
-    private static (PackRows Pack, Func<long, int, long> Bytes, DotPackedRows Dot) Kernels(QuantType q) => q.Type == GgmlType.Q4_0
-        ? (QuantDot.PackQ4_0, QuantDot.PackedQ4_0Bytes, QuantDot.DotPackedQ4_0)
-        : (QuantDot.PackQ4_K, QuantDot.PackedQ4_KBytes, QuantDot.DotPackedQ4_K);
+    private static (PackRows Pack, Func<long, int, long> Bytes, DotPackedRows Dot) Kernels(QuantType q) => q.Type switch
+    {
+        GgmlType.Q4_0 => (QuantDot.PackQ4_0, QuantDot.PackedQ4_0Bytes, QuantDot.DotPackedQ4_0),
+        GgmlType.Q4_K => (QuantDot.PackQ4_K, QuantDot.PackedQ4_KBytes, QuantDot.DotPackedQ4_K),
+        _ => (QuantDot.PackQ6_K, QuantDot.PackedQ6_KBytes, QuantDot.DotPackedQ6_K),
+    };
 
     private static byte[] RandomRows(QuantType q, Random rng, int rows, int wStride, int n)
     {
@@ -141,6 +144,34 @@ public class QuantDotPackedTests
     }
 
     [Fact]
+    public void Every_byte_of_the_Q6_K_rows_is_where_the_layout_says()
+    {
+        QuantType q = QuantTable.Get(GgmlType.Q6_K);
+        const int rows = 17, blocks = 2, n = blocks * 256, wb = blocks * 210;
+        var w = RandomRows(q, new Random(8), rows, wb, n);
+        var packed = new byte[QuantDot.PackedQ6_KBytes(rows, n)];
+        Assert.Equal(2 * 16 * wb, packed.Length);
+        QuantDot.PackQ6_K(w, wb, rows, n, packed);
+        for (int g = 0; g < 2; g++)
+            for (int lane = 0; lane < 16; lane++)
+            {
+                int row = Math.Min(g * 16 + lane, rows - 1);
+                for (int b = 0; b < blocks; b++)
+                {
+                    // A pair of super-blocks: 2 x 52 vectors (ql, qh and the scales, a dword of each row per vector),
+                    // then 2 x 16 d.
+                    int block = row * wb + b * 210, pair = g * blocks * 3360, at = pair + b * 3328;
+                    for (int k = 0; k < 52; k++)
+                        for (int j = 0; j < 4; j++)
+                            Assert.Equal(w[block + 4 * k + j], packed[at + k * 64 + lane * 4 + j]);
+                    int d = pair + 2 * 3328 + b * 32 + lane * 2;
+                    Assert.Equal(w[block + 208], packed[d]);
+                    Assert.Equal(w[block + 209], packed[d + 1]);
+                }
+            }
+    }
+
+    [Fact]
     public void Slices_packed_apart_make_the_whole()
     {
         const int rows = 50, n = 64, wb = 36;
@@ -155,10 +186,10 @@ public class QuantDotPackedTests
     }
 
     [Fact]
-    public void Only_Q4_0_and_Q4_K_have_a_packed_layout_and_only_on_AVX_512()
+    public void Only_Q4_0_Q4_K_and_Q6_K_have_a_packed_layout_and_only_on_AVX_512()
     {
         foreach (var q in QuantTable.All)
-            Assert.Equal(QuantDot.HasPromptKernels && q.Type is GgmlType.Q4_0 or GgmlType.Q4_K, q.Packed is not null);
+            Assert.Equal(QuantDot.HasPromptKernels && q.Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K, q.Packed is not null);
     }
 
     [Fact]
@@ -180,6 +211,7 @@ public class QuantDotPackedTests
         {
             Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 1, 32, r, 2));
             Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ4_K(new byte[144 * 16], 2, new byte[292], 292, 1, 256, r, 2));
+            Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ6_K(new byte[210 * 16], 2, new byte[292], 292, 1, 256, r, 2));
             return;
         }
         var pk = new byte[144 * 16];
@@ -189,6 +221,8 @@ public class QuantDotPackedTests
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_K(pk, 2, ak, 292, 3, 256, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_K(pk, 2, ak, 291, 1, 256, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_K(pk, 2, ak, 292, 2, 256, new float[3], 2));
+        Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ6_K(new byte[210 * 15], 2, ak, 292, 1, 256, r, 2));
+        Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ6_K(new byte[210 * 16], 2, ak, 292, 3, 256, r, 2));
         Assert.Throws<ArgumentOutOfRangeException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 0, 32, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 1, 33, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_0(packed, 17, a, 34, 1, 32, r, 17));
