@@ -229,14 +229,7 @@ public static unsafe partial class QuantDot
             if (count > 6) acc6 = Q4_0LanesToken(acc6, w0, w1, w2, w3, w4, w5, w6, w7, y6 + yo, dx, dy[6 * blocks + b], sy[6 * blocks + b]);
             if (count > 7) acc7 = Q4_0LanesToken(acc7, w0, w1, w2, w3, w4, w5, w6, w7, y7 + yo, dx, dy[7 * blocks + b], sy[7 * blocks + b]);
         }
-        StoreLanes(acc0, r, n);
-        if (count > 1) StoreLanes(acc1, r + rStride, n);
-        if (count > 2) StoreLanes(acc2, r + 2 * rStride, n);
-        if (count > 3) StoreLanes(acc3, r + 3 * rStride, n);
-        if (count > 4) StoreLanes(acc4, r + 4 * rStride, n);
-        if (count > 5) StoreLanes(acc5, r + 5 * rStride, n);
-        if (count > 6) StoreLanes(acc6, r + 6 * rStride, n);
-        if (count > 7) StoreLanes(acc7, r + 7 * rStride, n);
+        StoreTokens<TCount>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, r, rStride, n);
     }
 
     /// <summary>One token's block for 16 rows: the exact integer dot products, then <c>sum += sumi * dx * dy</c>.</summary>
@@ -255,6 +248,23 @@ public static unsafe partial class QuantDot
         p += Avx512BW.MultiplyAddAdjacent(w7, Vector512.Create(*(int*)(y + 30)).AsSByte());
         Vector512<int> sumi = Avx512BW.MultiplyAddAdjacent(p, Vector512.Create((short)1)) - Vector512.Create(sy8);
         return acc + Avx512F.ConvertToVector512Single(sumi) * dx * Vector512.Create(dy);
+    }
+
+    /// <summary>The first <paramref name="n"/> lanes of each of the first TCount accumulators, token t's to <c>r + t * rStride</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTokens<TCount>(Vector512<float> acc0, Vector512<float> acc1, Vector512<float> acc2, Vector512<float> acc3,
+        Vector512<float> acc4, Vector512<float> acc5, Vector512<float> acc6, Vector512<float> acc7, float* r, nint rStride, int n)
+        where TCount : struct, ITokenCount
+    {
+        int count = TCount.Value;
+        StoreLanes(acc0, r, n);
+        if (count > 1) StoreLanes(acc1, r + rStride, n);
+        if (count > 2) StoreLanes(acc2, r + 2 * rStride, n);
+        if (count > 3) StoreLanes(acc3, r + 3 * rStride, n);
+        if (count > 4) StoreLanes(acc4, r + 4 * rStride, n);
+        if (count > 5) StoreLanes(acc5, r + 5 * rStride, n);
+        if (count > 6) StoreLanes(acc6, r + 6 * rStride, n);
+        if (count > 7) StoreLanes(acc7, r + 7 * rStride, n);
     }
 
     /// <summary>The first <paramref name="n"/> lanes of <paramref name="v"/> to <paramref name="r"/>.</summary>

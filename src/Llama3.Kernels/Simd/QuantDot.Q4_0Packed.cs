@@ -36,12 +36,28 @@ public static unsafe partial class QuantDot
     private static nint PackedScales(int b, int blocks) => (nint)(b >> 1) * 576 + ((b | 1) < blocks ? 512 + (b & 1) * 32 : 256);
 
     /// <summary>Bytes a packed Q4_0 matrix of <paramref name="rows"/> rows of <paramref name="n"/> values takes.</summary>
-    public static long PackedQ4_0Bytes(long rows, int n)
+    public static long PackedQ4_0Bytes(long rows, int n) => PackedBytes(rows, n, 32, 18, "Q4_0");
+
+    /// <summary>Bytes a packed matrix takes: its rows' bytes, the last group of 16 padded.</summary>
+    private static long PackedBytes(long rows, int n, int blockSize, int blockBytes, string typeName)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
-        if (n % 32 != 0) throw new ArgumentException($"{n} values are not a whole number of Q4_0 blocks of 32", nameof(n));
-        return (rows + PackedRows - 1) / PackedRows * PackedRows * (n / 32 * 18L);
+        if (n % blockSize != 0) throw new ArgumentException($"{n} values are not a whole number of {typeName} blocks of {blockSize}", nameof(n));
+        return (rows + PackedRows - 1) / PackedRows * PackedRows * (n / blockSize * (long)blockBytes);
+    }
+
+    /// <summary>The argument checks of a packing; returns the blocks per row.</summary>
+    private static int PackChecks(ReadOnlySpan<byte> w, int wStride, int rows, int n, Span<byte> packed, int blockSize, int blockBytes, string typeName)
+    {
+        long need = PackedBytes(rows, n, blockSize, blockBytes, typeName);
+        int blocks = n / blockSize;
+        if (wStride < (long)blocks * blockBytes)
+            throw new ArgumentException($"{typeName} rows of {blocks} blocks need {(long)blocks * blockBytes} bytes, the stride is {wStride}", nameof(wStride));
+        if (rows > 0 && (long)wStride * (rows - 1) + (long)blocks * blockBytes > w.Length)
+            throw new ArgumentException($"{rows} weight rows of {wStride} bytes need more than the span's {w.Length}", nameof(w));
+        if (packed.Length < need) throw new ArgumentException($"{rows} packed rows need {need} bytes, the span holds {packed.Length}", nameof(packed));
+        return blocks;
     }
 
     /// <summary>
@@ -51,12 +67,7 @@ public static unsafe partial class QuantDot
     /// </summary>
     public static void PackQ4_0(ReadOnlySpan<byte> w, int wStride, int rows, int n, Span<byte> packed)
     {
-        long need = PackedQ4_0Bytes(rows, n);
-        int blocks = n / 32;
-        if (wStride < (long)blocks * 18) throw new ArgumentException($"Q4_0 rows of {blocks} blocks need {(long)blocks * 18} bytes, the stride is {wStride}", nameof(wStride));
-        if (rows > 0 && (long)wStride * (rows - 1) + (long)blocks * 18 > w.Length)
-            throw new ArgumentException($"{rows} weight rows of {wStride} bytes need more than the span's {w.Length}", nameof(w));
-        if (packed.Length < need) throw new ArgumentException($"{rows} packed rows need {need} bytes, the span holds {packed.Length}", nameof(packed));
+        int blocks = PackChecks(w, wStride, rows, n, packed, 32, 18, "Q4_0");
         if (rows == 0 || blocks == 0) return;
         fixed (byte* x = w, p = packed)
         {

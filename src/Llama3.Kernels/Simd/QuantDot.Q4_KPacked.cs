@@ -28,13 +28,7 @@ public static unsafe partial class QuantDot
     private const int PackedQ4_KBlockBytes = 2304;
 
     /// <summary>Bytes a packed Q4_K matrix of <paramref name="rows"/> rows of <paramref name="n"/> values takes.</summary>
-    public static long PackedQ4_KBytes(long rows, int n)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(rows);
-        ArgumentOutOfRangeException.ThrowIfNegative(n);
-        if (n % 256 != 0) throw new ArgumentException($"{n} values are not a whole number of Q4_K super-blocks of 256", nameof(n));
-        return (rows + PackedRows - 1) / PackedRows * PackedRows * (n / 256 * 144L);
-    }
+    public static long PackedQ4_KBytes(long rows, int n) => PackedBytes(rows, n, 256, 144, "Q4_K");
 
     /// <summary>
     /// Packs <paramref name="rows"/> Q4_K rows of <paramref name="n"/> values, <paramref name="wStride"/> bytes apart, into
@@ -43,12 +37,7 @@ public static unsafe partial class QuantDot
     /// </summary>
     public static void PackQ4_K(ReadOnlySpan<byte> w, int wStride, int rows, int n, Span<byte> packed)
     {
-        long need = PackedQ4_KBytes(rows, n);
-        int blocks = n / 256;
-        if (wStride < (long)blocks * 144) throw new ArgumentException($"Q4_K rows of {blocks} super-blocks need {(long)blocks * 144} bytes, the stride is {wStride}", nameof(wStride));
-        if (rows > 0 && (long)wStride * (rows - 1) + (long)blocks * 144 > w.Length)
-            throw new ArgumentException($"{rows} weight rows of {wStride} bytes need more than the span's {w.Length}", nameof(w));
-        if (packed.Length < need) throw new ArgumentException($"{rows} packed rows need {need} bytes, the span holds {packed.Length}", nameof(packed));
+        int blocks = PackChecks(w, wStride, rows, n, packed, 256, 144, "Q4_K");
         if (rows == 0 || blocks == 0) return;
         fixed (byte* x = w, p = packed)
         {
@@ -181,14 +170,7 @@ public static unsafe partial class QuantDot
             if (count > 6) acc6 = Q4_KFloatStep(acc6, d, dmin, dy[6 * blocks + b], i6, m0, m1, m2, m3, bsp + 6 * stride + o);
             if (count > 7) acc7 = Q4_KFloatStep(acc7, d, dmin, dy[7 * blocks + b], i7, m0, m1, m2, m3, bsp + 7 * stride + o);
         }
-        StoreLanes(acc0, r, n);
-        if (count > 1) StoreLanes(acc1, r + rStride, n);
-        if (count > 2) StoreLanes(acc2, r + 2 * rStride, n);
-        if (count > 3) StoreLanes(acc3, r + 3 * rStride, n);
-        if (count > 4) StoreLanes(acc4, r + 4 * rStride, n);
-        if (count > 5) StoreLanes(acc5, r + 5 * rStride, n);
-        if (count > 6) StoreLanes(acc6, r + 6 * rStride, n);
-        if (count > 7) StoreLanes(acc7, r + 7 * rStride, n);
+        StoreTokens<TCount>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, r, rStride, n);
     }
 
     /// <summary>One token's sub-block for 16 rows: scale * sum(q * y), exact, one row per lane.</summary>

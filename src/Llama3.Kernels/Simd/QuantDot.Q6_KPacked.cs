@@ -34,13 +34,7 @@ public static unsafe partial class QuantDot
         (nint)(b >> 1) * (2 * PackedQ6_KBlockBytes) + ((b | 1) < blocks ? 2 * 3328 + (b & 1) * 32 : 3328);
 
     /// <summary>Bytes a packed Q6_K matrix of <paramref name="rows"/> rows of <paramref name="n"/> values takes.</summary>
-    public static long PackedQ6_KBytes(long rows, int n)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(rows);
-        ArgumentOutOfRangeException.ThrowIfNegative(n);
-        if (n % 256 != 0) throw new ArgumentException($"{n} values are not a whole number of Q6_K super-blocks of 256", nameof(n));
-        return (rows + PackedRows - 1) / PackedRows * PackedRows * (n / 256 * 210L);
-    }
+    public static long PackedQ6_KBytes(long rows, int n) => PackedBytes(rows, n, 256, 210, "Q6_K");
 
     /// <summary>
     /// Packs <paramref name="rows"/> Q6_K rows of <paramref name="n"/> values, <paramref name="wStride"/> bytes apart, into
@@ -49,12 +43,7 @@ public static unsafe partial class QuantDot
     /// </summary>
     public static void PackQ6_K(ReadOnlySpan<byte> w, int wStride, int rows, int n, Span<byte> packed)
     {
-        long need = PackedQ6_KBytes(rows, n);
-        int blocks = n / 256;
-        if (wStride < (long)blocks * 210) throw new ArgumentException($"Q6_K rows of {blocks} super-blocks need {(long)blocks * 210} bytes, the stride is {wStride}", nameof(wStride));
-        if (rows > 0 && (long)wStride * (rows - 1) + (long)blocks * 210 > w.Length)
-            throw new ArgumentException($"{rows} weight rows of {wStride} bytes need more than the span's {w.Length}", nameof(w));
-        if (packed.Length < need) throw new ArgumentException($"{rows} packed rows need {need} bytes, the span holds {packed.Length}", nameof(packed));
+        int blocks = PackChecks(w, wStride, rows, n, packed, 256, 210, "Q6_K");
         if (rows == 0 || blocks == 0) return;
         fixed (byte* x = w, p = packed)
         {
@@ -185,14 +174,7 @@ public static unsafe partial class QuantDot
             if (count > 6) acc6 = Q6_KFloatStep(acc6, d, dy[6 * blocks + b], i6, y6 + yo, s0, s1, s2, s3, s4, s5, s6, s7);
             if (count > 7) acc7 = Q6_KFloatStep(acc7, d, dy[7 * blocks + b], i7, y7 + yo, s0, s1, s2, s3, s4, s5, s6, s7);
         }
-        StoreLanes(acc0, r, n);
-        if (count > 1) StoreLanes(acc1, r + rStride, n);
-        if (count > 2) StoreLanes(acc2, r + 2 * rStride, n);
-        if (count > 3) StoreLanes(acc3, r + 3 * rStride, n);
-        if (count > 4) StoreLanes(acc4, r + 4 * rStride, n);
-        if (count > 5) StoreLanes(acc5, r + 5 * rStride, n);
-        if (count > 6) StoreLanes(acc6, r + 6 * rStride, n);
-        if (count > 7) StoreLanes(acc7, r + 7 * rStride, n);
+        StoreTokens<TCount>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, r, rStride, n);
     }
 
     /// <summary>4 weights of every row as the unsigned 6-bit quant: the low 4 bits and the high 2, put together.</summary>

@@ -143,14 +143,7 @@ public static unsafe partial class QuantDot
             if (count > 6) acc6 = Q8_0LanesToken(acc6, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + 6 * tokenStride, dx, dy[6 * blocks + b]);
             if (count > 7) acc7 = Q8_0LanesToken(acc7, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + 7 * tokenStride, dx, dy[7 * blocks + b]);
         }
-        StoreLanes(acc0, r, n);
-        if (count > 1) StoreLanes(acc1, r + rStride, n);
-        if (count > 2) StoreLanes(acc2, r + 2 * rStride, n);
-        if (count > 3) StoreLanes(acc3, r + 3 * rStride, n);
-        if (count > 4) StoreLanes(acc4, r + 4 * rStride, n);
-        if (count > 5) StoreLanes(acc5, r + 5 * rStride, n);
-        if (count > 6) StoreLanes(acc6, r + 6 * rStride, n);
-        if (count > 7) StoreLanes(acc7, r + 7 * rStride, n);
+        StoreTokens<TCount>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, r, rStride, n);
     }
 
     /// <summary>A Q8_0 block's 32 quants at <paramref name="block"/> + 2 widened to 16 bits (as float bits, for the transpose).</summary>
