@@ -185,8 +185,8 @@ public sealed record QuantType(GgmlType Type, string Name, int BlockSize, int By
     public DotPromptRows? DotPrompt { get; init; }
 
     /// <summary>
-    /// The packed layout where the type has one on this machine's best path (Q4_0, Q4_K and Q6_K on AVX-512: 16 rows in
-    /// the vector lanes, the same size as the rows they replace), else null.
+    /// The packed layout where the type has one on this machine's best path (Q4_0, Q8_0, Q4_K and Q6_K on AVX-512: 16
+    /// rows in the vector lanes, the same size as the rows they replace), else null.
     /// </summary>
     public PackedLayout? Packed { get; init; }
 
@@ -229,7 +229,8 @@ public static class QuantTable
         Row(GgmlType.Q5_0, "Q5_0", 32, 2 + 4 + 16, Blocks32.DequantizeQ5_0, ToQ8_0, QuantDot.DotQ5_0, QuantDotScalar.DotQ5_0),
         Row(GgmlType.Q5_1, "Q5_1", 32, 2 + 2 + 4 + 16, Blocks32.DequantizeQ5_1, ToQ8_1, QuantDot.DotQ5_1, QuantDotScalar.DotQ5_1),
         Row(GgmlType.Q8_0, "Q8_0", 32, 2 + 32, Blocks32.DequantizeQ8_0, ToQ8_0, QuantDot.DotQ8_0, QuantDotScalar.DotQ8_0, QuantDot.DotManyQ8_0, QuantDot.DotTileQ8_0,
-            QuantDot.HasPromptKernels ? QuantDot.DotPromptQ8_0 : null),
+            QuantDot.HasPromptKernels ? QuantDot.DotPromptQ8_0 : null,
+            QuantDot.HasPromptKernels ? new(QuantDot.PackedRows, QuantDot.PackedQ8_0Bytes, QuantDot.PackQ8_0, QuantDot.DotPackedQ8_0) : null),
         // Q8_1 and Q8_K are activation types (ggml never dots them as weights); their dot products are scalar only.
         Row(GgmlType.Q8_1, "Q8_1", 32, 4 + 32, Blocks32.DequantizeQ8_1, ToQ8_1, QuantDotScalar.DotQ8_1, QuantDotScalar.DotQ8_1),
         Row(GgmlType.Q2_K, "Q2_K", 256, 16 + 64 + 2 + 2, BlocksK.DequantizeQ2_K, ToQ8_K, QuantDot.DotQ2_K, QuantDotScalar.DotQ2_K),

@@ -29,11 +29,20 @@ public static unsafe partial class QuantDot
     /// <summary>Rows per group of a packed Q4_0 matrix.</summary>
     public const int PackedRows = 16;
 
-    /// <summary>Where block b's nibbles start in a packed group.</summary>
-    private static nint PackedNibbles(int b) => (nint)(b >> 1) * 576 + (b & 1) * 256;
+    /// <summary>
+    /// Where block b's vectors start in a packed group whose blocks are held in pairs, each block's vectors
+    /// (<paramref name="vectorBytes"/>) and then the pair's two sets of 16 scales as halves (a last, unpaired block has its
+    /// scales after its vectors).
+    /// </summary>
+    private static nint PairedVectors(int b, int vectorBytes) => (nint)(b >> 1) * (2 * (vectorBytes + 32)) + (b & 1) * vectorBytes;
 
-    /// <summary>Where block b's scales start in a packed group of <paramref name="blocks"/> blocks.</summary>
-    private static nint PackedScales(int b, int blocks) => (nint)(b >> 1) * 576 + ((b | 1) < blocks ? 512 + (b & 1) * 32 : 256);
+    /// <summary>Where block b's 16 scales start in such a group of <paramref name="blocks"/> blocks.</summary>
+    private static nint PairedScales(int b, int blocks, int vectorBytes) =>
+        (nint)(b >> 1) * (2 * (vectorBytes + 32)) + ((b | 1) < blocks ? 2 * vectorBytes + (b & 1) * 32 : vectorBytes);
+
+    private static nint PackedNibbles(int b) => PairedVectors(b, 256);
+
+    private static nint PackedScales(int b, int blocks) => PairedScales(b, blocks, 256);
 
     /// <summary>Bytes a packed Q4_0 matrix of <paramref name="rows"/> rows of <paramref name="n"/> values takes.</summary>
     public static long PackedQ4_0Bytes(long rows, int n) => PackedBytes(rows, n, 32, 18, "Q4_0");

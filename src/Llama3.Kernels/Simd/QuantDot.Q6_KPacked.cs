@@ -26,13 +26,6 @@ public static unsafe partial class QuantDot
     /// <summary>Bytes one packed Q6_K super-block of 16 rows takes (16 x 210).</summary>
     private const int PackedQ6_KBlockBytes = 3360;
 
-    /// <summary>Where super-block b's vectors start in a packed Q6_K group.</summary>
-    private static nint PackedQ6_KVectors(int b) => (nint)(b >> 1) * (2 * PackedQ6_KBlockBytes) + (b & 1) * 3328;
-
-    /// <summary>Where super-block b's 16 d start in a packed Q6_K group of <paramref name="blocks"/> super-blocks.</summary>
-    private static nint PackedQ6_KScales(int b, int blocks) =>
-        (nint)(b >> 1) * (2 * PackedQ6_KBlockBytes) + ((b | 1) < blocks ? 2 * 3328 + (b & 1) * 32 : 3328);
-
     /// <summary>Bytes a packed Q6_K matrix of <paramref name="rows"/> rows of <paramref name="n"/> values takes.</summary>
     public static long PackedQ6_KBytes(long rows, int n) => PackedBytes(rows, n, 256, 210, "Q6_K");
 
@@ -57,8 +50,8 @@ public static unsafe partial class QuantDot
                         byte* block = row + b * 210;
                         byte* dst = p + g * groupBytes;
                         // ql (128 bytes), qh (64) and the scales (16) are 52 consecutive dwords; d follows.
-                        for (int k = 0; k < 52; k++) ((uint*)(dst + PackedQ6_KVectors(b) + k * 64))[i] = *(uint*)(block + 4 * k);
-                        ((ushort*)(dst + PackedQ6_KScales(b, blocks)))[i] = *(ushort*)(block + 208);
+                        for (int k = 0; k < 52; k++) ((uint*)(dst + PairedVectors(b, 3328) + k * 64))[i] = *(uint*)(block + 4 * k);
+                        ((ushort*)(dst + PairedScales(b, blocks, 3328)))[i] = *(ushort*)(block + 208);
                     }
                 }
         }
@@ -133,7 +126,7 @@ public static unsafe partial class QuantDot
         var low2 = Vector512.Create((byte)0x03);
         for (int b = 0; b < blocks; b++)
         {
-            byte* block = group + PackedQ6_KVectors(b);
+            byte* block = group + PairedVectors(b, 3328);
             Vector512<int> i0 = default, i1 = default, i2 = default, i3 = default, i4 = default, i5 = default, i6 = default, i7 = default;
             nint yo = b * 292;
             for (int g = 0; g < 16; g++)
@@ -161,7 +154,7 @@ public static unsafe partial class QuantDot
                 if (count > 6) i6 += Q6_KSubBlock(w0, w1, w2, w3, y6 + so, scales);
                 if (count > 7) i7 += Q6_KSubBlock(w0, w1, w2, w3, y7 + so, scales);
             }
-            Vector512<float> d = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)(group + PackedQ6_KScales(b, blocks)))));
+            Vector512<float> d = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)(group + PairedScales(b, blocks, 3328)))));
             // The scales of sub-blocks 2u and 2u + 1 in the halves of each lane, for the offset's pmaddwd.
             Vector512<short> s0 = Q6_KScalePairs(block, 0), s1 = Q6_KScalePairs(block, 1), s2 = Q6_KScalePairs(block, 2), s3 = Q6_KScalePairs(block, 3);
             Vector512<short> s4 = Q6_KScalePairs(block, 4), s5 = Q6_KScalePairs(block, 5), s6 = Q6_KScalePairs(block, 6), s7 = Q6_KScalePairs(block, 7);

@@ -4,7 +4,7 @@ using Llama3.Kernels.Simd;
 namespace Llama3.Kernels.Tests.Simd;
 
 /// <summary>
-/// The packed Q4_0, Q4_K and Q6_K layouts (<see cref="QuantType.Packed"/>: 16 rows in the vector lanes, AVX-512): the packing
+/// The packed Q4_0, Q8_0, Q4_K and Q6_K layouts (<see cref="QuantType.Packed"/>: 16 rows in the vector lanes, AVX-512): the packing
 /// puts every byte of the rows where the layout says, slices packed apart make the same bytes as the whole, and the
 /// packed product gives every row and token exactly the scalar twin's bits for any token count, including one; elsewhere
 /// the table has no packed layout and the kernels refuse.
@@ -14,8 +14,8 @@ public class QuantDotPackedTests
     public static TheoryData<string, int, int> Cases()
     {
         var data = new TheoryData<string, int, int>();
-        foreach (string name in new[] { "Q4_0", "Q4_K", "Q6_K" })
-            foreach (int blocks in name == "Q4_0" ? new[] { 1, 7, 64 } : new[] { 1, 3, 8 })
+        foreach (string name in new[] { "Q4_0", "Q8_0", "Q4_K", "Q6_K" })
+            foreach (int blocks in name is "Q4_0" or "Q8_0" ? new[] { 1, 7, 64 } : new[] { 1, 3, 8 })
                 foreach (int rows in new[] { 1, 5, 16, 17, 33 })
                     data.Add(name, blocks, rows);
         return data;
@@ -27,6 +27,7 @@ public class QuantDotPackedTests
     private static (PackRows Pack, Func<long, int, long> Bytes, DotPackedRows Dot) Kernels(QuantType q) => q.Type switch
     {
         GgmlType.Q4_0 => (QuantDot.PackQ4_0, QuantDot.PackedQ4_0Bytes, QuantDot.DotPackedQ4_0),
+        GgmlType.Q8_0 => (QuantDot.PackQ8_0, QuantDot.PackedQ8_0Bytes, QuantDot.DotPackedQ8_0),
         GgmlType.Q4_K => (QuantDot.PackQ4_K, QuantDot.PackedQ4_KBytes, QuantDot.DotPackedQ4_K),
         _ => (QuantDot.PackQ6_K, QuantDot.PackedQ6_KBytes, QuantDot.DotPackedQ6_K),
     };
@@ -83,14 +84,19 @@ public class QuantDotPackedTests
         }
     }
 
-    [Fact]
-    public void Every_byte_of_the_rows_is_where_the_layout_says()
+    [Theory]
+    [InlineData("Q4_0")]
+    [InlineData("Q8_0")]
+    public void Every_byte_of_the_32_blocks_rows_is_where_the_layout_says(string name)
     {
-        const int rows = 21, blocks = 3, n = blocks * 32, wb = blocks * 18;
-        var w = RandomRows(new Random(5), rows, wb, n);
-        var packed = new byte[QuantDot.PackedQ4_0Bytes(rows, n)];
+        QuantType q = QuantTable.All.Single(t => t.Name == name);
+        var kernels = Kernels(q);
+        const int rows = 21, blocks = 3, n = blocks * 32;
+        int quants = q.BytesPerBlock - 2, wb = blocks * q.BytesPerBlock, vectors = quants * 16; // a block's quants, in 16 lanes
+        var w = RandomRows(q, new Random(5), rows, wb, n);
+        var packed = new byte[kernels.Bytes(rows, n)];
         Assert.Equal(2 * 16 * wb, packed.Length); // two groups, the second padded, the size of the rows
-        QuantDot.PackQ4_0(w, wb, rows, n, packed);
+        kernels.Pack(w, wb, rows, n, packed);
         for (int g = 0; g < 2; g++)
             for (int lane = 0; lane < 16; lane++)
             {
@@ -98,16 +104,16 @@ public class QuantDotPackedTests
                 int group = g * 16 * wb;
                 for (int b = 0; b < blocks; b++)
                 {
-                    int block = row * wb + b * 18;
-                    // Pairs of blocks: 2 x 256 bytes of nibbles, then 2 x 32 of scales; the unpaired third block's scales
-                    // follow its nibbles.
-                    int pair = group + b / 2 * 576, nibbles = pair + b % 2 * 256;
-                    int scale = (b < 2 ? pair + 512 + b % 2 * 32 : pair + 256) + lane * 2;
+                    int block = row * wb + b * q.BytesPerBlock;
+                    // Pairs of blocks: 2 x the quants' vectors, then 2 x 32 bytes of scales; the unpaired third block's
+                    // scales follow its quants.
+                    int pair = group + b / 2 * 2 * (vectors + 32), at = pair + b % 2 * vectors;
+                    int scale = (b < 2 ? pair + 2 * vectors + b % 2 * 32 : pair + vectors) + lane * 2;
                     Assert.Equal(w[block], packed[scale]);
                     Assert.Equal(w[block + 1], packed[scale + 1]);
-                    for (int k = 0; k < 4; k++)
+                    for (int k = 0; k < quants / 4; k++)
                         for (int j = 0; j < 4; j++)
-                            Assert.Equal(w[block + 2 + 4 * k + j], packed[nibbles + k * 64 + lane * 4 + j]);
+                            Assert.Equal(w[block + 2 + 4 * k + j], packed[at + k * 64 + lane * 4 + j]);
                 }
             }
     }
@@ -186,10 +192,10 @@ public class QuantDotPackedTests
     }
 
     [Fact]
-    public void Only_Q4_0_Q4_K_and_Q6_K_have_a_packed_layout_and_only_on_AVX_512()
+    public void Only_Q4_0_Q8_0_Q4_K_and_Q6_K_have_a_packed_layout_and_only_on_AVX_512()
     {
         foreach (var q in QuantTable.All)
-            Assert.Equal(QuantDot.HasPromptKernels && q.Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K, q.Packed is not null);
+            Assert.Equal(QuantDot.HasPromptKernels && q.Type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K, q.Packed is not null);
     }
 
     [Fact]
@@ -212,6 +218,7 @@ public class QuantDotPackedTests
             Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 1, 32, r, 2));
             Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ4_K(new byte[144 * 16], 2, new byte[292], 292, 1, 256, r, 2));
             Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ6_K(new byte[210 * 16], 2, new byte[292], 292, 1, 256, r, 2));
+            Assert.Throws<PlatformNotSupportedException>(() => QuantDot.DotPackedQ8_0(new byte[34 * 16], 2, a, 34, 1, 32, r, 2));
             return;
         }
         var pk = new byte[144 * 16];
@@ -223,6 +230,8 @@ public class QuantDotPackedTests
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_K(pk, 2, ak, 292, 2, 256, new float[3], 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ6_K(new byte[210 * 15], 2, ak, 292, 1, 256, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ6_K(new byte[210 * 16], 2, ak, 292, 3, 256, r, 2));
+        Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ8_0(new byte[34 * 15], 2, a, 34, 1, 32, r, 2));
+        Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ8_0(new byte[34 * 16], 2, a, 34, 5, 32, r, 2));
         Assert.Throws<ArgumentOutOfRangeException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 0, 32, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_0(packed, 2, a, 34, 1, 33, r, 2));
         Assert.Throws<ArgumentException>(() => QuantDot.DotPackedQ4_0(packed, 17, a, 34, 1, 32, r, 17));

@@ -4,7 +4,7 @@ using Llama3.Model;
 namespace Llama3.Tests.Model;
 
 /// <summary>
-/// Matrices held packed (<see cref="QuantType.Packed"/>: Q4_0, Q4_K and Q6_K on AVX-512) are packed exactly where the table has a
+/// Matrices held packed (<see cref="QuantType.Packed"/>: Q4_0, Q8_0, Q4_K and Q6_K on AVX-512) are packed exactly where the table has a
 /// layout and the arithmetic is the quantized one, and change no logit: a packed model gives the unpacked model's prompt
 /// logits bit for bit, and its one-token steps give the bits of the same tokens run as one prompt.
 /// </summary>
@@ -34,13 +34,14 @@ public class PackedWeightsTests
             Assert.False(unpacked.IsPacked(w));
             Assert.False(float32.IsPacked(w), "the float32 arithmetic reads the rows in place");
         }
-        Assert.Equal(Kernels.Simd.QuantDot.HasPromptKernels && file is "tiny-Q4_0" or "tiny-Q4_K" or "tiny-Q6_K", LinearWeights(files).Any(packed.IsPacked));
+        Assert.Equal(Kernels.Simd.QuantDot.HasPromptKernels && file is "tiny-Q4_0" or "tiny-Q8_0" or "tiny-Q4_K" or "tiny-Q6_K", LinearWeights(files).Any(packed.IsPacked));
     }
 
     [Theory]
     [InlineData("tiny-Q4_0")]
     [InlineData("tiny-Q4_K")]
     [InlineData("tiny-Q6_K")]
+    [InlineData("tiny-Q8_0")]
     public void Packing_changes_no_logit(string file)
     {
         using var files = ModelFiles.Open(SharedData.Path("models", "tiny", $"{file}.gguf"));
