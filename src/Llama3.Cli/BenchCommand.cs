@@ -47,7 +47,7 @@ internal static class BenchCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object" };
         var noRepack = new Option<bool>("--no-repack")
         {
-            Description = "Read every matrix in the file's layout: no packed copy of Q4_0 matrices for the AVX-512 kernels (as llama.cpp's --no-repack)",
+            Description = "Read every matrix in the file's layout: no packed copy of the Q4_0, Q8_0, Q4_K and Q6_K matrices for the AVX-512 kernels (as llama.cpp's --no-repack)",
         };
         var cmd = new Command("bench", "Measure prompt and decode speed, load time, peak memory and memory bandwidth")
         {

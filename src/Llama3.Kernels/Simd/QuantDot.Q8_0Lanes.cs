@@ -12,7 +12,9 @@ namespace Llama3.Kernels.Simd;
 // every row's two products summed, and 16 of those add up to the block's exact integer dot product. Then, per row,
 // sum += sumi * (dx * dy) in float, block after block: the steps of QuantDotScalar.DotQ8_0 (llama.cpp's generic
 // ggml_vec_dot_q8_0_q8_0), so this path gives the scalar twin's bits. The transposition is done once per group of 16
-// rows for 64 of a prompt's tokens at a time (QuantType.DotPrompt); fewer than 8 tokens keep the horizontal kernels.
+// rows for 64 of a prompt's tokens at a time (QuantType.DotPrompt); fewer than 8 tokens keep the horizontal kernels. A
+// matrix packed once at load (QuantDot.Q8_0Packed.cs) skips the transposition and takes these per-token steps for any
+// token count.
 public static unsafe partial class QuantDot
 {
     /// <summary>Tokens one call of <see cref="Q8_0Lanes"/> takes in a prompt.</summary>

@@ -63,7 +63,8 @@ public sealed unsafe class Transformer : IDisposable
     /// <paramref name="threads"/> threads (0: one per core), with the arithmetic <paramref name="precision"/> says.
     /// </summary>
     /// <remarks>
-    /// Where a matrix's type has a packed layout on this machine (<see cref="QuantType.Packed"/>: Q4_0 on AVX-512) and
+    /// Where a matrix's type has a packed layout on this machine (<see cref="QuantType.Packed"/>: Q4_0, Q8_0, Q4_K and
+    /// Q6_K on AVX-512) and
     /// <paramref name="packWeights"/> is true, the matrix is packed once here, as llama.cpp repacks Q4_0 at load, and the
     /// file's pages of it are given back to the system (<see cref="ModelFiles.ReleasePages"/>), so the packed copy
     /// (the same size) takes their place in memory rather than adding to it.
@@ -476,8 +477,9 @@ public sealed unsafe class Transformer : IDisposable
                     _y[r] = dot(new ReadOnlySpan<byte>(_data + r * _rowBytes, rowBytes), act.AsSpan(0, ab), _cols);
                 return;
             }
-            // A prompt (8 tokens or more) where the type has a prompt kernel: the chunk's rows in groups of 16 arranged once
-            // for all the tokens (Q4_0 and Q8_0 on AVX-512: the scalar twin's bits for every row and token).
+            // A prompt (8 tokens or more) where the type has a prompt kernel and the matrix is not packed (packWeights off):
+            // the chunk's rows in groups of 16 arranged once for all the tokens (Q4_0 and Q8_0 on AVX-512: the scalar twin's
+            // bits for every row and token).
             var prompt = _type.DotPrompt;
             if (prompt is not null && _n >= MatMul.LanesFrom)
             {
