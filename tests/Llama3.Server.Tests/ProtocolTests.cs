@@ -271,6 +271,9 @@ public sealed class ServerLimitsTests
             var stream = await r.Content.ReadAsStreamAsync(cts.Token);
             var buffer = new byte[64];
             Assert.True(await stream.ReadAsync(buffer, cts.Token) > 0); // the stream has started
+            // The first event (the role) is written when the request is queued, before the scheduler's loop gives it the
+            // slot, so wait (bounded) for the slot to be taken.
+            for (int i = 0; i < 500 && scheduler.Stats.Active == 0; i++) await Task.Delay(10);
             Assert.Equal(1, scheduler.Stats.Active);
             cts.Cancel();
             r.Dispose();
