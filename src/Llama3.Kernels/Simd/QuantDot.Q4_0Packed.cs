@@ -100,22 +100,31 @@ public static unsafe partial class QuantDot
                 }
                 return;
             }
-            for (int g = 0; g * PackedRows < rows; g++)
-            {
-                byte* group = p + g * groupBytes;
-                for (int i = 0; i < PackedRows; i++)
-                {
-                    byte* row = x + (long)Math.Min(g * PackedRows + i, rows - 1) * wStride;
-                    for (int b = 0; b < blocks; b++)
-                    {
-                        byte* block = row + b * 18;
-                        ((ushort*)(group + PackedScales(b, blocks)))[i] = *(ushort*)block;
-                        for (int k = 0; k < 4; k++)
-                            ((uint*)(group + PackedNibbles(b) + k * 64))[i] = *(uint*)(block + 2 + 4 * k);
-                    }
-                }
-            }
+            PackLanes(x, wStride, rows, blocks, 18, p, &Q4_0ToLane);
         }
+    }
+
+    // One row's block b into lane i of its packed group: the scales, then the nibbles' 4 dwords.
+    private static void Q4_0ToLane(byte* block, byte* group, int b, int blocks, int i)
+    {
+        ((ushort*)(group + PackedScales(b, blocks)))[i] = *(ushort*)block;
+        for (int k = 0; k < 4; k++) ((uint*)(group + PackedNibbles(b) + k * 64))[i] = *(uint*)(block + 2 + 4 * k);
+    }
+
+    /// <summary>
+    /// The scalar packing, for any packed layout: each row's blocks (<paramref name="blockBytes"/> apart) copied by
+    /// <paramref name="toLane"/> into its lane of its group; lanes past the last row repeat it.
+    /// </summary>
+    private static void PackLanes(byte* x, nint wStride, int rows, int blocks, int blockBytes, byte* p,
+        delegate*<byte*, byte*, int, int, int, void> toLane)
+    {
+        long groupBytes = PackedRows * ((long)blocks * blockBytes);
+        for (int g = 0; g * PackedRows < rows; g++)
+            for (int i = 0; i < PackedRows; i++)
+            {
+                byte* row = x + Math.Min(g * PackedRows + i, rows - 1) * wStride;
+                for (int b = 0; b < blocks; b++) toLane(row + b * blockBytes, p + g * groupBytes, b, blocks, i);
+            }
     }
 
     /// <summary>

@@ -40,23 +40,17 @@ public static unsafe partial class QuantDot
         int blocks = PackChecks(w, wStride, rows, n, packed, 256, 144, "Q4_K");
         if (rows == 0 || blocks == 0) return;
         fixed (byte* x = w, p = packed)
-        {
-            long groupBytes = (long)blocks * PackedQ4_KBlockBytes;
-            for (int g = 0; g * PackedRows < rows; g++)
-                for (int i = 0; i < PackedRows; i++)
-                {
-                    byte* row = x + (long)Math.Min(g * PackedRows + i, rows - 1) * wStride;
-                    for (int b = 0; b < blocks; b++)
-                    {
-                        byte* block = row + b * 144;
-                        byte* dst = p + g * groupBytes + (long)b * PackedQ4_KBlockBytes;
-                        for (int k = 0; k < 32; k++) ((uint*)(dst + k * 64))[i] = *(uint*)(block + 16 + 4 * k);
-                        for (int j = 0; j < 3; j++) ((uint*)(dst + 2048 + j * 64))[i] = *(uint*)(block + 4 + 4 * j);
-                        ((ushort*)(dst + 2240))[i] = *(ushort*)block;
-                        ((ushort*)(dst + 2272))[i] = *(ushort*)(block + 2);
-                    }
-                }
-        }
+            PackLanes(x, wStride, rows, blocks, 144, p, &Q4_KToLane);
+    }
+
+    // One row's super-block b into lane i of its packed group: the quants' 32 dwords, the scales' 3, d and dmin.
+    private static void Q4_KToLane(byte* block, byte* group, int b, int blocks, int i)
+    {
+        byte* dst = group + (long)b * PackedQ4_KBlockBytes;
+        for (int k = 0; k < 32; k++) ((uint*)(dst + k * 64))[i] = *(uint*)(block + 16 + 4 * k);
+        for (int j = 0; j < 3; j++) ((uint*)(dst + 2048 + j * 64))[i] = *(uint*)(block + 4 + 4 * j);
+        ((ushort*)(dst + 2240))[i] = *(ushort*)block;
+        ((ushort*)(dst + 2272))[i] = *(ushort*)(block + 2);
     }
 
     /// <summary>

@@ -39,22 +39,15 @@ public static unsafe partial class QuantDot
         int blocks = PackChecks(w, wStride, rows, n, packed, 256, 210, "Q6_K");
         if (rows == 0 || blocks == 0) return;
         fixed (byte* x = w, p = packed)
-        {
-            long groupBytes = (long)blocks * PackedQ6_KBlockBytes;
-            for (int g = 0; g * PackedRows < rows; g++)
-                for (int i = 0; i < PackedRows; i++)
-                {
-                    byte* row = x + (long)Math.Min(g * PackedRows + i, rows - 1) * wStride;
-                    for (int b = 0; b < blocks; b++)
-                    {
-                        byte* block = row + b * 210;
-                        byte* dst = p + g * groupBytes;
-                        // ql (128 bytes), qh (64) and the scales (16) are 52 consecutive dwords; d follows.
-                        for (int k = 0; k < 52; k++) ((uint*)(dst + PairedVectors(b, 3328) + k * 64))[i] = *(uint*)(block + 4 * k);
-                        ((ushort*)(dst + PairedScales(b, blocks, 3328)))[i] = *(ushort*)(block + 208);
-                    }
-                }
-        }
+            PackLanes(x, wStride, rows, blocks, 210, p, &Q6_KToLane);
+    }
+
+    // One row's super-block b into lane i of its packed group: ql (128 bytes), qh (64) and the scales (16) are 52
+    // consecutive dwords; d follows.
+    private static void Q6_KToLane(byte* block, byte* group, int b, int blocks, int i)
+    {
+        for (int k = 0; k < 52; k++) ((uint*)(group + PairedVectors(b, 3328) + k * 64))[i] = *(uint*)(block + 4 * k);
+        ((ushort*)(group + PairedScales(b, blocks, 3328)))[i] = *(ushort*)(block + 208);
     }
 
     /// <summary>

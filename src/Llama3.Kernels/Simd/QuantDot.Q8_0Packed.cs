@@ -33,22 +33,14 @@ public static unsafe partial class QuantDot
         int blocks = PackChecks(w, wStride, rows, n, packed, 32, 34, "Q8_0");
         if (rows == 0 || blocks == 0) return;
         fixed (byte* x = w, p = packed)
-        {
-            long groupBytes = PackedRows * (blocks * 34L);
-            for (int g = 0; g * PackedRows < rows; g++)
-                for (int i = 0; i < PackedRows; i++)
-                {
-                    byte* row = x + (long)Math.Min(g * PackedRows + i, rows - 1) * wStride;
-                    byte* group = p + g * groupBytes;
-                    for (int b = 0; b < blocks; b++)
-                    {
-                        byte* block = row + b * 34;
-                        ((ushort*)(group + PairedScales(b, blocks, 512)))[i] = *(ushort*)block;
-                        for (int k = 0; k < 8; k++)
-                            ((uint*)(group + PairedVectors(b, 512) + k * 64))[i] = *(uint*)(block + 2 + 4 * k);
-                    }
-                }
-        }
+            PackLanes(x, wStride, rows, blocks, 34, p, &Q8_0ToLane);
+    }
+
+    // One row's block b into lane i of its packed group: the scales, then the quants' 8 dwords.
+    private static void Q8_0ToLane(byte* block, byte* group, int b, int blocks, int i)
+    {
+        ((ushort*)(group + PairedScales(b, blocks, 512)))[i] = *(ushort*)block;
+        for (int k = 0; k < 8; k++) ((uint*)(group + PairedVectors(b, 512) + k * 64))[i] = *(uint*)(block + 2 + 4 * k);
     }
 
     /// <summary>
