@@ -84,96 +84,56 @@ public class QuantDotPackedTests
         }
     }
 
+    // Where byte j of a row's block b lies in its packed group, for the row in lane `lane` (the layouts as the kernels'
+    // files describe them, written out independently of the packing code).
+    private static int Where(QuantType q, int j, int b, int blocks, int lane)
+    {
+        // Blocks in pairs: each block's vectors (vectorBytes), then the pair's 2 x 32 bytes of scales; the scales of a
+        // last, unpaired block follow its vectors.
+        int Paired(int vectorBytes, int vectorByte, int scaleByte)
+        {
+            int pair = b / 2 * 2 * (vectorBytes + 32);
+            if (scaleByte >= 0)
+                return (b + 1 < blocks || b % 2 == 1 ? pair + 2 * vectorBytes + b % 2 * 32 : pair + vectorBytes) + lane * 2 + scaleByte;
+            return pair + b % 2 * vectorBytes + vectorByte / 4 * 64 + lane * 4 + vectorByte % 4;
+        }
+        int Dword(int at, int k) => at + k / 4 * 64 + lane * 4 + k % 4; // dword k / 4 of every row, lane by lane
+        return q.Type switch
+        {
+            GgmlType.Q4_0 or GgmlType.Q8_0 => j < 2 ? Paired((q.BytesPerBlock - 2) * 16, 0, j) : Paired((q.BytesPerBlock - 2) * 16, j - 2, -1),
+            GgmlType.Q4_K => b * 2304 + (j < 2 ? 2240 + lane * 2 + j : j < 4 ? 2272 + lane * 2 + j - 2 : j < 16 ? Dword(2048, j - 4) : Dword(0, j - 16)),
+            _ => j < 208 ? Paired(3328, j, -1) : Paired(3328, 0, j - 208), // Q6_K: ql, qh and the scales, then d
+        };
+    }
+
     [Theory]
     [InlineData("Q4_0")]
     [InlineData("Q8_0")]
-    public void Every_byte_of_the_32_blocks_rows_is_where_the_layout_says(string name)
+    [InlineData("Q4_K")]
+    [InlineData("Q6_K")]
+    public void Every_byte_of_the_rows_is_where_the_layout_says(string name)
     {
         QuantType q = QuantTable.All.Single(t => t.Name == name);
         var kernels = Kernels(q);
-        const int rows = 21, blocks = 3, n = blocks * 32;
-        int quants = q.BytesPerBlock - 2, wb = blocks * q.BytesPerBlock, vectors = quants * 16; // a block's quants, in 16 lanes
+        const int rows = 21, blocks = 3;
+        int n = blocks * q.BlockSize, wb = blocks * q.BytesPerBlock;
         var w = RandomRows(q, new Random(5), rows, wb, n);
         var packed = new byte[kernels.Bytes(rows, n)];
         Assert.Equal(2 * 16 * wb, packed.Length); // two groups, the second padded, the size of the rows
         kernels.Pack(w, wb, rows, n, packed);
+        var seen = new bool[packed.Length];
         for (int g = 0; g < 2; g++)
             for (int lane = 0; lane < 16; lane++)
             {
                 int row = Math.Min(g * 16 + lane, rows - 1); // lanes past the last row repeat it
-                int group = g * 16 * wb;
                 for (int b = 0; b < blocks; b++)
-                {
-                    int block = row * wb + b * q.BytesPerBlock;
-                    // Pairs of blocks: 2 x the quants' vectors, then 2 x 32 bytes of scales; the unpaired third block's
-                    // scales follow its quants.
-                    int pair = group + b / 2 * 2 * (vectors + 32), at = pair + b % 2 * vectors;
-                    int scale = (b < 2 ? pair + 2 * vectors + b % 2 * 32 : pair + vectors) + lane * 2;
-                    Assert.Equal(w[block], packed[scale]);
-                    Assert.Equal(w[block + 1], packed[scale + 1]);
-                    for (int k = 0; k < quants / 4; k++)
-                        for (int j = 0; j < 4; j++)
-                            Assert.Equal(w[block + 2 + 4 * k + j], packed[at + k * 64 + lane * 4 + j]);
-                }
-            }
-    }
-
-    [Fact]
-    public void Every_byte_of_the_Q4_K_rows_is_where_the_layout_says()
-    {
-        QuantType q = QuantTable.Get(GgmlType.Q4_K);
-        const int rows = 18, blocks = 2, n = blocks * 256, wb = blocks * 144;
-        var w = RandomRows(q, new Random(6), rows, wb, n);
-        var packed = new byte[QuantDot.PackedQ4_KBytes(rows, n)];
-        Assert.Equal(2 * 16 * wb, packed.Length);
-        QuantDot.PackQ4_K(w, wb, rows, n, packed);
-        for (int g = 0; g < 2; g++)
-            for (int lane = 0; lane < 16; lane++)
-            {
-                int row = Math.Min(g * 16 + lane, rows - 1);
-                for (int b = 0; b < blocks; b++)
-                {
-                    int block = row * wb + b * 144, at = (g * blocks + b) * 2304;
-                    for (int j = 0; j < 2; j++)
+                    for (int j = 0; j < q.BytesPerBlock; j++)
                     {
-                        Assert.Equal(w[block + j], packed[at + 2240 + lane * 2 + j]); // d
-                        Assert.Equal(w[block + 2 + j], packed[at + 2272 + lane * 2 + j]); // dmin
+                        int at = g * 16 * wb + Where(q, j, b, blocks, lane);
+                        Assert.Equal(w[row * wb + b * q.BytesPerBlock + j], packed[at]);
+                        Assert.False(seen[at], $"{name}: two bytes packed to {at}");
+                        seen[at] = true;
                     }
-                    for (int k = 0; k < 3; k++)
-                        for (int j = 0; j < 4; j++)
-                            Assert.Equal(w[block + 4 + 4 * k + j], packed[at + 2048 + k * 64 + lane * 4 + j]); // scales and mins
-                    for (int k = 0; k < 32; k++)
-                        for (int j = 0; j < 4; j++)
-                            Assert.Equal(w[block + 16 + 4 * k + j], packed[at + k * 64 + lane * 4 + j]); // quants
-                }
-            }
-    }
-
-    [Fact]
-    public void Every_byte_of_the_Q6_K_rows_is_where_the_layout_says()
-    {
-        QuantType q = QuantTable.Get(GgmlType.Q6_K);
-        const int rows = 17, blocks = 2, n = blocks * 256, wb = blocks * 210;
-        var w = RandomRows(q, new Random(8), rows, wb, n);
-        var packed = new byte[QuantDot.PackedQ6_KBytes(rows, n)];
-        Assert.Equal(2 * 16 * wb, packed.Length);
-        QuantDot.PackQ6_K(w, wb, rows, n, packed);
-        for (int g = 0; g < 2; g++)
-            for (int lane = 0; lane < 16; lane++)
-            {
-                int row = Math.Min(g * 16 + lane, rows - 1);
-                for (int b = 0; b < blocks; b++)
-                {
-                    // A pair of super-blocks: 2 x 52 vectors (ql, qh and the scales, a dword of each row per vector),
-                    // then 2 x 16 d.
-                    int block = row * wb + b * 210, pair = g * blocks * 3360, at = pair + b * 3328;
-                    for (int k = 0; k < 52; k++)
-                        for (int j = 0; j < 4; j++)
-                            Assert.Equal(w[block + 4 * k + j], packed[at + k * 64 + lane * 4 + j]);
-                    int d = pair + 2 * 3328 + b * 32 + lane * 2;
-                    Assert.Equal(w[block + 208], packed[d]);
-                    Assert.Equal(w[block + 209], packed[d + 1]);
-                }
             }
     }
 
