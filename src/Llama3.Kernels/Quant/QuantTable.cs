@@ -180,7 +180,8 @@ public sealed record QuantType(GgmlType Type, string Name, int BlockSize, int By
 
     /// <summary>
     /// The prompt kernel (see <see cref="DotPromptRows"/>) where the type has one on this machine's best path (Q4_0 and
-    /// Q8_0 on AVX-512: weight rows in the vector lanes), else null; matrix products of 8 tokens or more take it.
+    /// Q8_0 on AVX-512: weight rows in the vector lanes), else null; matrix products of 8 tokens or more over matrices
+    /// that are not packed (<see cref="Packed"/>) take it.
     /// </summary>
     public DotPromptRows? DotPrompt { get; init; }
 

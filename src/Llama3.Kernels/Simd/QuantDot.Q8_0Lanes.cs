@@ -41,22 +41,13 @@ public static unsafe partial class QuantDot
     private static void Q8_0Lanes(byte* x, nint wStride, int rows, byte* y, nint aStride, int count, int blocks, float* r, nint rStride)
     {
         if (rows == 0 || count == 0) return;
-        // The activations once: scales as floats, quants widened to 16 bits (64 bytes a block).
         int need = count * blocks;
         float[] dyBuffer = ScaleScratch(need);
         short[] wide = WideScratch(need * 32);
         fixed (float* dy = dyBuffer)
         fixed (short* yw = wide)
         {
-            for (int t = 0; t < count; t++)
-            {
-                byte* yt = y + t * aStride;
-                for (int b = 0; b < blocks; b++, yt += 34)
-                {
-                    dy[t * blocks + b] = Half(yt);
-                    Vector512.Store(Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)yt + 2)), yw + (t * blocks + b) * 32);
-                }
-            }
+            WidenActivations(y, aStride, count, blocks, dy, yw, packedOrder: false);
             byte** rp = stackalloc byte*[16];
             Vector512<byte>* prep = PrepScratch(blocks * 17);
             for (int r0 = 0; r0 < rows; r0 += 16)
@@ -69,7 +60,7 @@ public static unsafe partial class QuantDot
                     int c = Math.Min(LaneTokens, count - t);
                     short* ywt = yw + t * blocks * 32;
                     float* dyt = dy + t * blocks, rt = r + t * rStride + r0;
-                    Q8_0Cores[c - 1](prep, ywt, dyt, blocks, rt, rStride, n);
+                    Q8_0Cores[c - 1]((byte*)prep, ywt, dyt, blocks, rt, rStride, n);
                 }
             }
         }
@@ -105,11 +96,32 @@ public static unsafe partial class QuantDot
     }
 
     // The kernel for each token count, 1 to 8.
-    private static readonly delegate*<Vector512<byte>*, short*, float*, int, float*, nint, int, void>[] Q8_0Cores =
+    private static readonly delegate*<byte*, short*, float*, int, float*, nint, int, void>[] Q8_0Cores =
     [
-        &Q8_0LanesCore<Tokens1>, &Q8_0LanesCore<Tokens2>, &Q8_0LanesCore<Tokens3>, &Q8_0LanesCore<Tokens4>,
-        &Q8_0LanesCore<Tokens5>, &Q8_0LanesCore<Tokens6>, &Q8_0LanesCore<Tokens7>, &Q8_0LanesCore<Tokens8>,
+        &Q8_0LanesCore<Tokens1, PreparedQ8_0Blocks>, &Q8_0LanesCore<Tokens2, PreparedQ8_0Blocks>, &Q8_0LanesCore<Tokens3, PreparedQ8_0Blocks>,
+        &Q8_0LanesCore<Tokens4, PreparedQ8_0Blocks>, &Q8_0LanesCore<Tokens5, PreparedQ8_0Blocks>, &Q8_0LanesCore<Tokens6, PreparedQ8_0Blocks>,
+        &Q8_0LanesCore<Tokens7, PreparedQ8_0Blocks>, &Q8_0LanesCore<Tokens8, PreparedQ8_0Blocks>,
     ];
+
+    /// <summary>
+    /// The activations once per call: their scales as floats, and their quants widened to 16 bits (64 bytes a block), in
+    /// order or, for packed weights (<paramref name="packedOrder"/>), as (y0, y2, y1, y3) of every 4 to match the packed
+    /// pairs (QuantDot.Q8_0Packed.cs).
+    /// </summary>
+    private static void WidenActivations(byte* y, nint aStride, int count, int blocks, float* dy, short* yw, bool packedOrder)
+    {
+        var order = Vector512.Create((short)0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15, 16, 18, 17, 19, 20, 22, 21, 23, 24, 26, 25, 27, 28, 30, 29, 31);
+        for (int t = 0; t < count; t++)
+        {
+            byte* yt = y + t * aStride;
+            for (int b = 0; b < blocks; b++, yt += 34)
+            {
+                dy[t * blocks + b] = Half(yt);
+                var q = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)yt + 2));
+                Vector512.Store(packedOrder ? Avx512BW.PermuteVar32x16(q, order) : q, yw + (t * blocks + b) * 32);
+            }
+        }
+    }
 
     [ThreadStatic] private static short[]? _wideScratch;
 
@@ -121,20 +133,47 @@ public static unsafe partial class QuantDot
         return s;
     }
 
+    /// <summary>Where a Q8_0 lanes kernel reads its blocks: per block 16 vectors of 16-bit weight pairs and the rows' scales.</summary>
+    private interface IQ8_0Blocks
+    {
+        /// <summary>
+        /// Block <paramref name="b"/> of <paramref name="blocks"/> at <paramref name="source"/>: w_g holds one pair of
+        /// 16-bit weights of every row, row i in lane i, matching dword g of the token's widened quants; dx the rows' scales.
+        /// </summary>
+        static abstract void Load(byte* source, int b, int blocks, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2,
+            out Vector512<float> w3, out Vector512<float> w4, out Vector512<float> w5, out Vector512<float> w6, out Vector512<float> w7,
+            out Vector512<float> w8, out Vector512<float> w9, out Vector512<float> w10, out Vector512<float> w11, out Vector512<float> w12,
+            out Vector512<float> w13, out Vector512<float> w14, out Vector512<float> w15, out Vector512<float> dx);
+    }
+
+    /// <summary>Blocks arranged for a prompt (<see cref="Q8_0Prep"/>): 17 vectors each.</summary>
+    private struct PreparedQ8_0Blocks : IQ8_0Blocks
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load(byte* source, int b, int blocks, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2,
+            out Vector512<float> w3, out Vector512<float> w4, out Vector512<float> w5, out Vector512<float> w6, out Vector512<float> w7,
+            out Vector512<float> w8, out Vector512<float> w9, out Vector512<float> w10, out Vector512<float> w11, out Vector512<float> w12,
+            out Vector512<float> w13, out Vector512<float> w14, out Vector512<float> w15, out Vector512<float> dx)
+        {
+            var prep = (Vector512<float>*)source + b * 17;
+            w0 = prep[0]; w1 = prep[1]; w2 = prep[2]; w3 = prep[3]; w4 = prep[4]; w5 = prep[5]; w6 = prep[6]; w7 = prep[7];
+            w8 = prep[8]; w9 = prep[9]; w10 = prep[10]; w11 = prep[11]; w12 = prep[12]; w13 = prep[13]; w14 = prep[14]; w15 = prep[15];
+            dx = prep[16];
+        }
+    }
+
+    // The Q8_0 lanes kernel for 1 to 8 tokens (TCount) over the 16 rows of a group whose blocks TBlocks reads.
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Q8_0LanesCore<TCount>(Vector512<byte>* prep, short* yw, float* dy, int blocks, float* r, nint rStride, int n)
-        where TCount : struct, ITokenCount
+    private static void Q8_0LanesCore<TCount, TBlocks>(byte* source, short* yw, float* dy, int blocks, float* r, nint rStride, int n)
+        where TCount : struct, ITokenCount where TBlocks : struct, IQ8_0Blocks
     {
         int count = TCount.Value;
         Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
         nint tokenStride = (nint)blocks * 32;
-        for (int b = 0; b < blocks; b++, prep += 17)
+        for (int b = 0; b < blocks; b++)
         {
-            Vector512<float> w0 = prep[0].AsSingle(), w1 = prep[1].AsSingle(), w2 = prep[2].AsSingle(), w3 = prep[3].AsSingle();
-            Vector512<float> w4 = prep[4].AsSingle(), w5 = prep[5].AsSingle(), w6 = prep[6].AsSingle(), w7 = prep[7].AsSingle();
-            Vector512<float> w8 = prep[8].AsSingle(), w9 = prep[9].AsSingle(), w10 = prep[10].AsSingle(), w11 = prep[11].AsSingle();
-            Vector512<float> w12 = prep[12].AsSingle(), w13 = prep[13].AsSingle(), w14 = prep[14].AsSingle(), w15 = prep[15].AsSingle();
-            Vector512<float> dx = prep[16].AsSingle();
+            TBlocks.Load(source, b, blocks, out var w0, out var w1, out var w2, out var w3, out var w4, out var w5, out var w6, out var w7,
+                out var w8, out var w9, out var w10, out var w11, out var w12, out var w13, out var w14, out var w15, out var dx);
             short* yb = yw + (nint)b * 32;
             acc0 = Q8_0LanesToken(acc0, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb, dx, dy[b]);
             if (count > 1) acc1 = Q8_0LanesToken(acc1, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + tokenStride, dx, dy[blocks + b]);

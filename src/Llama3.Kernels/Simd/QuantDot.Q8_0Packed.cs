@@ -64,24 +64,13 @@ public static unsafe partial class QuantDot
 
     private static void Q8_0PackedLanes(byte* x, int rows, byte* y, nint aStride, int count, int blocks, float* r, nint rStride)
     {
-        // The activations once: scales as floats, quants widened to 16 bits in the packed pairs' order.
         int need = count * blocks;
         float[] dyBuffer = ScaleScratch(need);
         short[] wide = WideScratch(need * 32);
-        var order = Vector512.Create((short)0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15, 16, 18, 17, 19, 20, 22, 21, 23, 24, 26, 25, 27, 28, 30, 29, 31);
         fixed (float* dy = dyBuffer)
         fixed (short* yw = wide)
         {
-            for (int t = 0; t < count; t++)
-            {
-                byte* yt = y + t * aStride;
-                for (int b = 0; b < blocks; b++, yt += 34)
-                {
-                    dy[t * blocks + b] = Half(yt);
-                    var q = Avx512BW.ConvertToVector512Int16(Vector256.Load((sbyte*)yt + 2));
-                    Vector512.Store(Avx512BW.PermuteVar32x16(q, order), yw + (t * blocks + b) * 32);
-                }
-            }
+            WidenActivations(y, aStride, count, blocks, dy, yw, packedOrder: true);
             long groupBytes = PackedRows * (blocks * 34L);
             for (int r0 = 0; r0 < rows; r0 += PackedRows, x += groupBytes)
             {
@@ -98,43 +87,34 @@ public static unsafe partial class QuantDot
     // The kernel for each token count, 1 to 8.
     private static readonly delegate*<byte*, short*, float*, int, float*, nint, int, void>[] Q8_0PackedCores =
     [
-        &Q8_0PackedCore<Tokens1>, &Q8_0PackedCore<Tokens2>, &Q8_0PackedCore<Tokens3>, &Q8_0PackedCore<Tokens4>,
-        &Q8_0PackedCore<Tokens5>, &Q8_0PackedCore<Tokens6>, &Q8_0PackedCore<Tokens7>, &Q8_0PackedCore<Tokens8>,
+        &Q8_0LanesCore<Tokens1, PackedQ8_0Blocks>, &Q8_0LanesCore<Tokens2, PackedQ8_0Blocks>, &Q8_0LanesCore<Tokens3, PackedQ8_0Blocks>,
+        &Q8_0LanesCore<Tokens4, PackedQ8_0Blocks>, &Q8_0LanesCore<Tokens5, PackedQ8_0Blocks>, &Q8_0LanesCore<Tokens6, PackedQ8_0Blocks>,
+        &Q8_0LanesCore<Tokens7, PackedQ8_0Blocks>, &Q8_0LanesCore<Tokens8, PackedQ8_0Blocks>,
     ];
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Q8_0PackedCore<TCount>(byte* group, short* yw, float* dy, int blocks, float* r, nint rStride, int n)
-        where TCount : struct, ITokenCount
+    /// <summary>A packed group's blocks, widened in their lanes as they are read.</summary>
+    private struct PackedQ8_0Blocks : IQ8_0Blocks
     {
-        int count = TCount.Value;
-        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default, acc4 = default, acc5 = default, acc6 = default, acc7 = default;
-        nint tokenStride = (nint)blocks * 32;
-        for (int b = 0; b < blocks; b++)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load(byte* group, int b, int blocks, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2,
+            out Vector512<float> w3, out Vector512<float> w4, out Vector512<float> w5, out Vector512<float> w6, out Vector512<float> w7,
+            out Vector512<float> w8, out Vector512<float> w9, out Vector512<float> w10, out Vector512<float> w11, out Vector512<float> w12,
+            out Vector512<float> w13, out Vector512<float> w14, out Vector512<float> w15, out Vector512<float> dx)
         {
             byte* q = group + PairedVectors(b, 512);
             // 4 KiB ahead, about where the stream will be (a block's 8.5 lines), as for Q4_0.
             byte* ahead = group + b * 544L + PrefetchBytes;
             for (int l = 0; l < 576; l += 64) Sse.Prefetch0(ahead + l);
-            Q8_0Pairs(q, out var w0, out var w1);
-            Q8_0Pairs(q + 64, out var w2, out var w3);
-            Q8_0Pairs(q + 128, out var w4, out var w5);
-            Q8_0Pairs(q + 192, out var w6, out var w7);
-            Q8_0Pairs(q + 256, out var w8, out var w9);
-            Q8_0Pairs(q + 320, out var w10, out var w11);
-            Q8_0Pairs(q + 384, out var w12, out var w13);
-            Q8_0Pairs(q + 448, out var w14, out var w15);
-            Vector512<float> dx = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)(group + PairedScales(b, blocks, 512)))));
-            short* yb = yw + (nint)b * 32;
-            acc0 = Q8_0LanesToken(acc0, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb, dx, dy[b]);
-            if (count > 1) acc1 = Q8_0LanesToken(acc1, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + tokenStride, dx, dy[blocks + b]);
-            if (count > 2) acc2 = Q8_0LanesToken(acc2, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + 2 * tokenStride, dx, dy[2 * blocks + b]);
-            if (count > 3) acc3 = Q8_0LanesToken(acc3, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + 3 * tokenStride, dx, dy[3 * blocks + b]);
-            if (count > 4) acc4 = Q8_0LanesToken(acc4, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + 4 * tokenStride, dx, dy[4 * blocks + b]);
-            if (count > 5) acc5 = Q8_0LanesToken(acc5, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + 5 * tokenStride, dx, dy[5 * blocks + b]);
-            if (count > 6) acc6 = Q8_0LanesToken(acc6, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + 6 * tokenStride, dx, dy[6 * blocks + b]);
-            if (count > 7) acc7 = Q8_0LanesToken(acc7, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11, w12, w13, w14, w15, yb + 7 * tokenStride, dx, dy[7 * blocks + b]);
+            Q8_0Pairs(q, out w0, out w1);
+            Q8_0Pairs(q + 64, out w2, out w3);
+            Q8_0Pairs(q + 128, out w4, out w5);
+            Q8_0Pairs(q + 192, out w6, out w7);
+            Q8_0Pairs(q + 256, out w8, out w9);
+            Q8_0Pairs(q + 320, out w10, out w11);
+            Q8_0Pairs(q + 384, out w12, out w13);
+            Q8_0Pairs(q + 448, out w14, out w15);
+            dx = HalfToSingle(Avx512F.ConvertToVector512Int32(Vector256.Load((short*)(group + PairedScales(b, blocks, 512)))));
         }
-        StoreTokens<TCount>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, r, rStride, n);
     }
 
     // Quants 4k..4k+3 of every row (one 32-bit lane each) as two vectors of 16-bit pairs: (q0, q2) and (q1, q3).

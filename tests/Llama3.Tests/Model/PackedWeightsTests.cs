@@ -47,6 +47,8 @@ public class PackedWeightsTests
         using var files = ModelFiles.Open(SharedData.Path("models", "tiny", $"{file}.gguf"));
         using var packed = new Transformer(files);
         using var unpacked = new Transformer(files, packWeights: false);
+        // Where the kernels have packed layouts, this compares two arithmetic paths; elsewhere it cannot fail, and says so.
+        Assert.Equal(Kernels.Simd.QuantDot.HasPromptKernels, LinearWeights(files).All(packed.IsPacked));
         int vocab = packed.Config.VocabSize;
         int[] tokens = [1, 403, 407, 261, 378, 300, 301, 42, 43, 44, 45, 46];
         int[] all = Enumerable.Range(0, tokens.Length).ToArray();
