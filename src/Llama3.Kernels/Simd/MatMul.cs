@@ -63,6 +63,15 @@ public static unsafe class MatMul
                 F16Lanes(weights, rowBytes, rowStart, rowEnd, x, n, y, yStride, cols, scratch);
                 return;
             }
+            if (f16 && n == 1)
+            {
+                // Decode: the activations scaled once so that each weight vector widens in 3 operations (FloatDot.F16Scaled.cs).
+                int count = rowEnd - rowStart;
+                if (count > 0)
+                    FloatDot.DotRowsF16(new ReadOnlySpan<byte>(weights + rowStart * rowBytes, checked((int)((count - 1) * rowBytes + 2L * cols))),
+                        rowBytes, count, x[..cols], scratch[..cols], y.Slice(rowStart, count));
+                return;
+            }
             if (f16 && n >= FloatDot.PairRows && KernelPaths.Best == KernelPath.Avx512)
             {
                 F16Pairs(weights, rowBytes, rowStart, rowEnd, x, n, y, yStride, cols);
