@@ -33,15 +33,17 @@ public sealed class LlamaChatClient : IChatClient
 
     /// <summary>
     /// Opens a model (a GGUF file, a Hugging Face directory or a Meta directory) and serves it with <paramref name="slots"/>
-    /// sequences at once, each with <paramref name="context"/> positions. Disposing the client closes the model.
+    /// sequences at once, each with <paramref name="context"/> positions in a cache of <paramref name="cacheType"/>.
+    /// Disposing the client closes the model.
     /// </summary>
-    public static LlamaChatClient Open(string path, int context = 4096, int slots = 1, ChatEngineOptions? options = null, ModelLoadOptions? load = null)
+    public static LlamaChatClient Open(string path, int context = 4096, int slots = 1, ChatEngineOptions? options = null, ModelLoadOptions? load = null,
+        KvCacheType cacheType = KvCacheType.F32)
     {
         var files = ModelFiles.Open(path, load);
         try
         {
             var tokenizer = files.Tokenizer ?? throw new ArgumentException($"{path}: the model has no tokenizer", nameof(path));
-            var model = new Transformer(files);
+            var model = new Transformer(files, cacheType: cacheType);
             var scheduler = new BatchScheduler(model, tokenizer, new BatchSchedulerOptions { Slots = slots, Context = context });
             var engine = new ChatEngine(scheduler, (options ?? new ChatEngineOptions()) with
             {

@@ -40,6 +40,7 @@ internal static class BenchCommand
     {
         var model = ModelOptions.Model();
         var ropeFactor = ModelOptions.RopeFactor();
+        var cacheType = ModelOptions.CacheType();
         var prompt = new Option<int>("--n-prompt", "-p") { Description = "Prompt tokens in one forward pass (0: no prompt test)", DefaultValueFactory = _ => 512 };
         var gen = new Option<int>("--n-gen", "-n") { Description = "Tokens decoded one at a time after the prompt (0: no decode test)", DefaultValueFactory = _ => 128 };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (0: one per core)" };
@@ -51,7 +52,7 @@ internal static class BenchCommand
         };
         var cmd = new Command("bench", "Measure prompt and decode speed, load time, peak memory and memory bandwidth")
         {
-            model, ropeFactor, prompt, gen, threads, reps, json, noRepack,
+            model, ropeFactor, prompt, gen, threads, reps, json, noRepack, cacheType,
         };
         cmd.SetAction(p =>
         {
@@ -70,7 +71,7 @@ internal static class BenchCommand
                 throw new Cli.UsageException($"-p {nPrompt} + -n {nGen} = {(long)nPrompt + nGen} tokens exceed the model's context of {c.ContextLength}");
             using (var bar = new ProgressBar($"loading {Path.GetFileName(Path.TrimEndingDirectorySeparator(path))}"))
                 files.Prefetch(bar);
-            using var transformer = new Transformer(files, Math.Max(1, nPrompt), nThreads, packWeights: !p.GetValue(noRepack));
+            using var transformer = new Transformer(files, Math.Max(1, nPrompt), nThreads, packWeights: !p.GetValue(noRepack), cacheType: p.GetValue(cacheType));
             double loadSeconds = load.Elapsed.TotalSeconds;
 
             var run = new Runner(transformer, files, nPrompt, nGen);
@@ -114,6 +115,8 @@ internal static class BenchCommand
                 ["decode_floor_tps"] = floor,
                 ["repetitions"] = nReps,
                 ["packed_matrices"] = files.Tensors.Values.Count(transformer.IsPacked),
+                ["cache_type"] = transformer.CacheType.ToString().ToLowerInvariant(),
+                ["kv_cache_bytes"] = KvCache.BytesFor(c, Math.Max(1, nPrompt + nGen), transformer.CacheType),
                 ["model_bytes"] = weights.Total,
                 ["params"] = weights.Parameters,
                 ["bandwidth_buffer_bytes"] = bandwidth.Bytes,
@@ -233,9 +236,9 @@ internal static class BenchCommand
             ? v >= 1L << 30 ? string.Format(inv, "{0:F2} GiB", v / 1073741824.0) : string.Format(inv, "{0:F1} MiB", v / 1048576.0)
             : "n/a";
         int packed = (int)report["packed_matrices"]!;
-        w.WriteLine(string.Format(inv, "load {0:F2} s (open, prefetch, {1}build); peak RSS {2}; private {3}",
+        w.WriteLine(string.Format(inv, "load {0:F2} s (open, prefetch, {1}build); peak RSS {2}; private {3}; KV cache {4} {5}",
             (double)report["load_s"]!, packed > 0 ? $"pack {packed} matrices, " : "", Bytes((long?)report["peak_rss_bytes"]),
-            Bytes((long?)report["private_bytes"])));
+            Bytes((long?)report["private_bytes"]), (string)report["cache_type"]!, Bytes((long?)report["kv_cache_bytes"])));
         w.WriteLine(string.Format(inv,
             "memory bandwidth {0:F1} GB/s ({1} read by {2} threads, best of {3}); weights read per token {4}; decode floor {5:F2} t/s",
             (double)report["bandwidth_gbps"]!, Bytes(bandwidth.Bytes), threads, ProbeRuns, Bytes(weights.PerToken),

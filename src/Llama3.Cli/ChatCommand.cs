@@ -16,13 +16,14 @@ internal static class ChatCommand
     {
         var model = ModelOptions.Model();
         var ropeFactor = ModelOptions.RopeFactor();
+        var cacheType = ModelOptions.CacheType();
         var system = new Option<string>("--system") { Description = "A system message" };
         var prompt = new Option<string>("--prompt", "-p") { Description = "One message: answer it and exit" };
         var n = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per answer", DefaultValueFactory = _ => 512 };
         var ctx = new Option<int?>("--ctx") { Description = "Context size (default: 4096 or the model's, if smaller)" };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (0: one per core)" };
         var sampling = new SamplingOptions();
-        var cmd = new Command("chat", "Chat with a model in the Llama 3 chat format") { model, ropeFactor, system, prompt, n, ctx, threads };
+        var cmd = new Command("chat", "Chat with a model in the Llama 3 chat format") { model, ropeFactor, system, prompt, n, ctx, threads, cacheType };
         foreach (var o in sampling.All) cmd.Options.Add(o);
         cmd.SetAction(async (p, ct) =>
         {
@@ -32,7 +33,7 @@ internal static class ChatCommand
             if (tok.GetSpecialTokenId("<|start_header_id|>") is null)
                 throw new Cli.UsageException($"{files.Path}: the vocabulary has no Llama 3 chat tokens (<|start_header_id|>), so it cannot chat");
             int context = ModelLoader.Context(files, p.GetValue(ctx));
-            using var transformer = new Transformer(files, threads: p.GetValue(threads));
+            using var transformer = new Transformer(files, threads: p.GetValue(threads), cacheType: p.GetValue(cacheType));
             var generator = new Generator(transformer, tok, context);
             var options = new GenerationOptions { MaxTokens = p.GetValue(n), Sampling = sampler };
             var dialog = new List<ChatMessage>();

@@ -12,6 +12,7 @@ internal static class GenerateCommand
     {
         var model = ModelOptions.Model();
         var ropeFactor = ModelOptions.RopeFactor();
+        var cacheType = ModelOptions.CacheType();
         var prompt = new Option<string>("--prompt", "-p") { Description = "The prompt text (BOS is added when the model's files say add_bos)" };
         var tokens = new Option<string>("--tokens") { Description = "The prompt as token ids" };
         var tokensFile = new Option<string>("--tokens-file") { Description = "A file of prompt token ids" };
@@ -21,7 +22,7 @@ internal static class GenerateCommand
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (0: one per core)" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
         var sampling = new SamplingOptions();
-        var cmd = new Command("generate", "Generate text from a prompt") { model, ropeFactor, prompt, tokens, tokensFile, n, ctx, batch, threads, json };
+        var cmd = new Command("generate", "Generate text from a prompt") { model, ropeFactor, prompt, tokens, tokensFile, n, ctx, batch, threads, cacheType, json };
         foreach (var o in sampling.All) cmd.Options.Add(o);
         cmd.SetAction(async (p, ct) =>
         {
@@ -38,7 +39,7 @@ internal static class GenerateCommand
             int context = ModelLoader.Context(files, p.GetValue(ctx));
             if (ids.Length > context) throw new Cli.UsageException($"the prompt has {ids.Length} tokens, more than the context of {context} (use --ctx)");
 
-            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
+            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads), cacheType: p.GetValue(cacheType));
             var generator = new Generator(transformer, tok, context);
             var options = new GenerationOptions { MaxTokens = p.GetValue(n), Sampling = sampler };
             using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);

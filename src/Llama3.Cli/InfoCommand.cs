@@ -113,6 +113,12 @@ internal static class ModelOptions
         Required = true,
     };
 
+    public static Option<KvCacheType> CacheType() => new("--cache-type")
+    {
+        Description = "What the KV cache stores: f32 (exact, the default) or f16 (half the memory and of the reads at depth; llama.cpp's default)",
+        DefaultValueFactory = _ => KvCacheType.F32,
+    };
+
     public static Option<double?> RopeFactor() => new("--rope-factor")
     {
         Description = "Llama 3.1 RoPE scaling factor, overriding the files (Meta's params.json cannot say 32 for Llama 3.2)",

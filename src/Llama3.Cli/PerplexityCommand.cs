@@ -16,12 +16,13 @@ internal static class PerplexityCommand
     {
         var model = ModelOptions.Model();
         var ropeFactor = ModelOptions.RopeFactor();
+        var cacheType = ModelOptions.CacheType();
         var file = new Option<string>("--file", "-f") { Description = "A UTF-8 text file", Required = true };
         var ctx = new Option<int>("--ctx") { Description = "Window size in tokens", DefaultValueFactory = _ => 512 };
         var batch = new Option<int>("--batch") { Description = "Tokens per forward pass", DefaultValueFactory = _ => 512 };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (0: one per core)" };
         var json = new Option<bool>("--json") { Description = "Print JSON" };
-        var cmd = new Command("perplexity", "Perplexity of a model over a text, in windows") { model, ropeFactor, file, ctx, batch, threads, json };
+        var cmd = new Command("perplexity", "Perplexity of a model over a text, in windows") { model, ropeFactor, file, ctx, batch, threads, cacheType, json };
         cmd.SetAction(p =>
         {
             string path = p.GetValue(file)!;
@@ -35,7 +36,7 @@ internal static class PerplexityCommand
             int windows = ids.Length / window;
             if (windows == 0) throw new Cli.UsageException($"{path} has {ids.Length} tokens, fewer than one window of {window}");
 
-            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
+            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads), cacheType: p.GetValue(cacheType));
             int vocab = files.Config.VocabSize, first = window / 2;
             var rows = Enumerable.Range(first, window - first - 1).ToArray(); // position j predicts token j + 1
             var logits = new float[rows.Length * vocab];

@@ -15,6 +15,7 @@ internal static class ServeCommand
     {
         var model = ModelOptions.Model();
         var ropeFactor = ModelOptions.RopeFactor();
+        var cacheType = ModelOptions.CacheType();
         var host = new Option<string>("--host") { Description = "Address to listen on (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port to listen on (0: any free port)", DefaultValueFactory = _ => 8080 };
         var ctx = new Option<int?>("--ctx") { Description = "Context per request: prompt plus answer (default: 4096 or the model's, if smaller)" };
@@ -26,7 +27,7 @@ internal static class ServeCommand
         var batch = new Option<int>("--batch") { Description = "Tokens per forward pass (prompt chunks and decode steps together)", DefaultValueFactory = _ => 512 };
         var threads = new Option<int>("--threads", "-t") { Description = "Threads (0: one per core)" };
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API")
-            { model, ropeFactor, host, port, ctx, parallel, queue, apiKey, alias, toolFormat, batch, threads };
+            { model, ropeFactor, host, port, ctx, parallel, queue, apiKey, alias, toolFormat, batch, threads, cacheType };
         cmd.SetAction(async (p, ct) =>
         {
             if (p.GetValue(parallel) < 1) throw new Cli.UsageException("--parallel must be at least 1");
@@ -47,7 +48,7 @@ internal static class ServeCommand
             if (ChatFormat.TryCreate(tok) is null)
                 Console.Error.WriteLine($"llama3: warning: {files.Path} has no Llama 3 chat tokens: /v1/chat/completions will refuse requests; /v1/completions works");
             int context = ModelLoader.Context(files, p.GetValue(ctx));
-            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads));
+            using var transformer = new Transformer(files, p.GetValue(batch), p.GetValue(threads), cacheType: p.GetValue(cacheType));
             using var scheduler = new BatchScheduler(transformer, tok, new BatchSchedulerOptions
             {
                 Slots = p.GetValue(parallel),
@@ -59,7 +60,7 @@ internal static class ServeCommand
             await using var server = LlamaServer.Create(new ChatEngine(scheduler, engineOptions),
                 new ServerOptions { Host = hostName, Port = p.GetValue(port), ApiKey = p.GetValue(apiKey) });
             await server.StartAsync(ct);
-            long kv = p.GetValue(parallel) * KvCache.BytesFor(files.Config, context);
+            long kv = p.GetValue(parallel) * KvCache.BytesFor(files.Config, context, transformer.CacheType);
             Console.Error.WriteLine($"llama3: serving {id} on {server.Address} ({p.GetValue(parallel)} slots of {context} positions, " +
                                     $"KV cache up to {kv / (1 << 20)} MiB; Ctrl+C stops)");
             try { await server.WaitForShutdownAsync(ct); }

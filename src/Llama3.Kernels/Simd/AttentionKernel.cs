@@ -10,7 +10,7 @@ namespace Llama3.Kernels.Simd;
 /// cached key and value once (Meta's <c>repeat_kv</c> without the copy). Keys and values are rows of
 /// <c>kvStride</c> floats in the cache, this head's slice starting at <c>kvOffset</c>.
 /// </summary>
-public static class AttentionKernel
+public static partial class AttentionKernel
 {
     /// <summary>
     /// <c>scores[g * scoresStride + j] = dot(q[g], key[j]) / scale</c> for the query heads g &lt; group and positions
@@ -19,7 +19,7 @@ public static class AttentionKernel
     public static void Scores(ReadOnlySpan<float> q, int group, int hd, ReadOnlySpan<float> keys, int kvStride, int kvOffset,
         int positions, float scale, Span<float> scores, int scoresStride)
     {
-        Check(q, group, hd, keys, kvStride, kvOffset, positions, scores, scoresStride);
+        Check(q, group, hd, keys.Length, kvStride, kvOffset, positions, scores, scoresStride);
         if (!Vector256.IsHardwareAccelerated || hd % 8 != 0)
         {
             ScoresScalar(q, group, hd, keys, kvStride, kvOffset, positions, scale, scores, scoresStride);
@@ -53,11 +53,11 @@ public static class AttentionKernel
         }
     }
 
-    /// <summary>The scalar twin of <see cref="Scores"/>.</summary>
+    /// <summary>The scalar twin of <see cref="Scores(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, int, int, int, float, Span{float}, int)"/>.</summary>
     public static void ScoresScalar(ReadOnlySpan<float> q, int group, int hd, ReadOnlySpan<float> keys, int kvStride, int kvOffset,
         int positions, float scale, Span<float> scores, int scoresStride)
     {
-        Check(q, group, hd, keys, kvStride, kvOffset, positions, scores, scoresStride);
+        Check(q, group, hd, keys.Length, kvStride, kvOffset, positions, scores, scoresStride);
         for (int j = 0; j < positions; j++)
             for (int g = 0; g < group; g++)
             {
@@ -74,25 +74,35 @@ public static class AttentionKernel
     public static void WeightedSum(ReadOnlySpan<float> scores, int scoresStride, int group, ReadOnlySpan<float> values, int kvStride,
         int kvOffset, int positions, int hd, Span<float> output)
     {
-        Check(output, group, hd, values, kvStride, kvOffset, positions, scores, scoresStride);
+        Check(output, group, hd, values.Length, kvStride, kvOffset, positions, scores, scoresStride);
         if (!Vector256.IsHardwareAccelerated || hd % 8 != 0 || hd > 256)
         {
             WeightedSumScalar(scores, scoresStride, group, values, kvStride, kvOffset, positions, hd, output);
             return;
         }
+        WeightedSumVector(scores, scoresStride, group, values, kvStride, kvOffset, positions, hd, output, accumulate: false);
+    }
+
+    /// <summary>
+    /// The vector paths of <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, int, int, int, int, Span{float})"/>; with <paramref name="accumulate"/> each output starts from what
+    /// <paramref name="output"/> holds instead of zero, so positions taken in blocks give the bits of one call.
+    /// </summary>
+    private static void WeightedSumVector(ReadOnlySpan<float> scores, int scoresStride, int group, ReadOnlySpan<float> values, int kvStride,
+        int kvOffset, int positions, int hd, Span<float> output, bool accumulate)
+    {
         ref float vr = ref MemoryMarshal.GetReference(values);
         ref float sr = ref MemoryMarshal.GetReference(scores);
         ref float or = ref MemoryMarshal.GetReference(output);
         if (Wide(hd))
         {
-            WeightedSum512(ref sr, scoresStride, group, ref Unsafe.Add(ref vr, kvOffset), kvStride, positions, hd, ref or);
+            WeightedSum512(ref sr, scoresStride, group, ref Unsafe.Add(ref vr, kvOffset), kvStride, positions, hd, ref or, accumulate);
             return;
         }
         Span<Vector256<float>> acc = stackalloc Vector256<float>[32];
         int chunks = hd / 8;
         for (int g = 0; g < group; g++)
         {
-            acc[..chunks].Clear();
+            for (int c = 0; c < chunks; c++) acc[c] = accumulate ? Vector256.LoadUnsafe(ref or, (nuint)(g * hd + c * 8)) : default;
             ref float s = ref Unsafe.Add(ref sr, g * scoresStride);
             for (int j = 0; j < positions; j++)
             {
@@ -105,11 +115,11 @@ public static class AttentionKernel
         }
     }
 
-    /// <summary>The scalar twin of <see cref="WeightedSum"/>.</summary>
+    /// <summary>The scalar twin of <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, int, int, int, int, Span{float})"/>.</summary>
     public static void WeightedSumScalar(ReadOnlySpan<float> scores, int scoresStride, int group, ReadOnlySpan<float> values, int kvStride,
         int kvOffset, int positions, int hd, Span<float> output)
     {
-        Check(output, group, hd, values, kvStride, kvOffset, positions, scores, scoresStride);
+        Check(output, group, hd, values.Length, kvStride, kvOffset, positions, scores, scoresStride);
         for (int g = 0; g < group; g++)
             for (int i = 0; i < hd; i++)
             {
@@ -188,18 +198,18 @@ public static class AttentionKernel
 
     // Position by position, each value row loaded once for several query heads, whose accumulators stay in registers
     // (head size 64: four heads at a time; 128: two).
-    private static void WeightedSum512(ref float s, int scoresStride, int group, ref float v, int kvStride, int positions, int hd, ref float o)
+    private static void WeightedSum512(ref float s, int scoresStride, int group, ref float v, int kvStride, int positions, int hd, ref float o, bool accumulate)
     {
         int g = 0;
         if (hd == 64)
         {
             for (; g + 4 <= group; g += 4)
-                WeightedSum64x4(ref Unsafe.Add(ref s, g * scoresStride), scoresStride, ref v, kvStride, positions, ref Unsafe.Add(ref o, g * hd));
+                WeightedSum64x4(ref Unsafe.Add(ref s, g * scoresStride), scoresStride, ref v, kvStride, positions, ref Unsafe.Add(ref o, g * hd), accumulate);
         }
         else
         {
             for (; g + 2 <= group; g += 2)
-                WeightedSum128x2(ref Unsafe.Add(ref s, g * scoresStride), scoresStride, ref v, kvStride, positions, ref Unsafe.Add(ref o, g * hd));
+                WeightedSum128x2(ref Unsafe.Add(ref s, g * scoresStride), scoresStride, ref v, kvStride, positions, ref Unsafe.Add(ref o, g * hd), accumulate);
         }
         for (; g < group; g++)
         {
@@ -208,6 +218,11 @@ public static class AttentionKernel
             for (int c = 0; c < hd; c += 64)
             {
                 Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                if (accumulate)
+                {
+                    a0 = Vector512.LoadUnsafe(ref og, (nuint)c); a1 = Vector512.LoadUnsafe(ref og, (nuint)(c + 16));
+                    a2 = Vector512.LoadUnsafe(ref og, (nuint)(c + 32)); a3 = Vector512.LoadUnsafe(ref og, (nuint)(c + 48));
+                }
                 for (int j = 0; j < positions; j++)
                 {
                     var w = Vector512.Create(Unsafe.Add(ref sg, j));
@@ -225,10 +240,17 @@ public static class AttentionKernel
         }
     }
 
-    private static void WeightedSum64x4(ref float s, int scoresStride, ref float v, int kvStride, int positions, ref float o)
+    private static void WeightedSum64x4(ref float s, int scoresStride, ref float v, int kvStride, int positions, ref float o, bool accumulate)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        if (accumulate)
+        {
+            a00 = Load(ref o, 0); a01 = Load(ref o, 16); a02 = Load(ref o, 32); a03 = Load(ref o, 48);
+            a10 = Load(ref o, 64); a11 = Load(ref o, 80); a12 = Load(ref o, 96); a13 = Load(ref o, 112);
+            a20 = Load(ref o, 128); a21 = Load(ref o, 144); a22 = Load(ref o, 160); a23 = Load(ref o, 176);
+            a30 = Load(ref o, 192); a31 = Load(ref o, 208); a32 = Load(ref o, 224); a33 = Load(ref o, 240);
+        }
         ref float s1 = ref Unsafe.Add(ref s, scoresStride);
         ref float s2 = ref Unsafe.Add(ref s1, scoresStride);
         ref float s3 = ref Unsafe.Add(ref s2, scoresStride);
@@ -258,10 +280,17 @@ public static class AttentionKernel
         a30.StoreUnsafe(ref o, 192); a31.StoreUnsafe(ref o, 208); a32.StoreUnsafe(ref o, 224); a33.StoreUnsafe(ref o, 240);
     }
 
-    private static void WeightedSum128x2(ref float s, int scoresStride, ref float v, int kvStride, int positions, ref float o)
+    private static void WeightedSum128x2(ref float s, int scoresStride, ref float v, int kvStride, int positions, ref float o, bool accumulate)
     {
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a04 = default, a05 = default, a06 = default, a07 = default;
         Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default, a14 = default, a15 = default, a16 = default, a17 = default;
+        if (accumulate)
+        {
+            a00 = Load(ref o, 0); a01 = Load(ref o, 16); a02 = Load(ref o, 32); a03 = Load(ref o, 48);
+            a04 = Load(ref o, 64); a05 = Load(ref o, 80); a06 = Load(ref o, 96); a07 = Load(ref o, 112);
+            a10 = Load(ref o, 128); a11 = Load(ref o, 144); a12 = Load(ref o, 160); a13 = Load(ref o, 176);
+            a14 = Load(ref o, 192); a15 = Load(ref o, 208); a16 = Load(ref o, 224); a17 = Load(ref o, 240);
+        }
         ref float s1 = ref Unsafe.Add(ref s, scoresStride);
         for (int j = 0; j < positions; j++)
         {
@@ -283,13 +312,16 @@ public static class AttentionKernel
         a14.StoreUnsafe(ref o, 192); a15.StoreUnsafe(ref o, 208); a16.StoreUnsafe(ref o, 224); a17.StoreUnsafe(ref o, 240);
     }
 
-    private static void Check(ReadOnlySpan<float> perHead, int group, int hd, ReadOnlySpan<float> cache, int kvStride, int kvOffset,
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Load(ref float o, int at) => Vector512.LoadUnsafe(ref o, (nuint)at);
+
+    private static void Check(ReadOnlySpan<float> perHead, int group, int hd, int cacheLength, int kvStride, int kvOffset,
         int positions, ReadOnlySpan<float> scores, int scoresStride)
     {
         if (group <= 0 || hd <= 0 || positions <= 0 || kvOffset < 0 || kvOffset + hd > kvStride || scoresStride < positions)
             throw new ArgumentException("inconsistent attention shapes");
         if (perHead.Length < group * hd) throw new ArgumentException("the query/output span is shorter than group × head_dim");
-        if (cache.Length < (long)(positions - 1) * kvStride + kvOffset + hd) throw new ArgumentException("the cache span is shorter than the positions");
+        if (cacheLength < (long)(positions - 1) * kvStride + kvOffset + hd) throw new ArgumentException("the cache span is shorter than the positions");
         if (scores.Length < (long)(group - 1) * scoresStride + positions) throw new ArgumentException("the scores span is too short");
     }
 }

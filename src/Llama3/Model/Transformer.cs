@@ -60,7 +60,8 @@ public sealed unsafe class Transformer : IDisposable
 
     /// <summary>
     /// Prepares the model for inference; <paramref name="maxBatch"/> tokens go through one pass at most, on
-    /// <paramref name="threads"/> threads (0: one per core), with the arithmetic <paramref name="precision"/> says.
+    /// <paramref name="threads"/> threads (0: one per core), with the arithmetic <paramref name="precision"/> says; its
+    /// caches (<see cref="CreateCache"/>) store keys and values as <paramref name="cacheType"/> says.
     /// </summary>
     /// <remarks>
     /// Where a matrix's type has a packed layout on this machine (<see cref="QuantType.Packed"/>: Q4_0, Q8_0, Q4_K and
@@ -70,9 +71,11 @@ public sealed unsafe class Transformer : IDisposable
     /// (the same size) takes their place in memory rather than adding to it.
     /// </remarks>
     public Transformer(ModelFiles files, int maxBatch = 512, int threads = 0, ActivationPrecision precision = ActivationPrecision.Quantized,
-        bool packWeights = true)
+        bool packWeights = true, KvCacheType cacheType = KvCacheType.F32)
     {
         Precision = precision;
+        if (!Enum.IsDefined(cacheType)) throw new ArgumentOutOfRangeException(nameof(cacheType), cacheType, "not a cache type");
+        CacheType = cacheType;
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must not be negative");
         Workers = threads == 0 ? Environment.ProcessorCount : threads;
         _pool = new WorkerPool(Workers);
@@ -203,6 +206,9 @@ public sealed unsafe class Transformer : IDisposable
     /// <summary>How activations meet quantized weights.</summary>
     public ActivationPrecision Precision { get; }
 
+    /// <summary>What the caches of <see cref="CreateCache"/> store keys and values as.</summary>
+    public KvCacheType CacheType { get; }
+
     /// <summary>Threads a pass uses.</summary>
     public int Workers { get; }
 
@@ -212,8 +218,8 @@ public sealed unsafe class Transformer : IDisposable
     /// <summary>Tokens one pass takes at most (longer inputs are split into passes).</summary>
     public int MaxBatch => _maxBatch;
 
-    /// <summary>A KV cache for <paramref name="context"/> positions (not the model's maximum unless asked).</summary>
-    public KvCache CreateCache(int context) => new(_c, context);
+    /// <summary>A KV cache of <see cref="CacheType"/> for <paramref name="context"/> positions (not the model's maximum unless asked).</summary>
+    public KvCache CreateCache(int context) => new(_c, context, CacheType);
 
     /// <summary>Runs <paramref name="tokens"/> at positions <c>cache.Length...</c> and writes the last token's logits.</summary>
     public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits)
@@ -362,8 +368,7 @@ public sealed unsafe class Transformer : IDisposable
                 Rope.ApplyInterleaved(k, hd, rope.Cos(pos), rope.Sin(pos));
             }
             // self.cache_k[:bsz, start_pos : start_pos + seqlen] = xk (and xv)
-            k.CopyTo(cache.K(l, pos));
-            _v.AsSpan(t * kvDim, kvDim).CopyTo(cache.V(l, pos));
+            cache.Store(l, pos, k, _v.AsSpan(t * kvDim, kvDim));
         }
 
         // scores = softmax(xq · keysᵀ / sqrt(head_dim) + mask); output = scores · values. Each query head reads its
@@ -532,17 +537,22 @@ public sealed unsafe class Transformer : IDisposable
         public void Execute(int job, int worker)
         {
             var c = owner._c;
-            int hd = c.HeadDim, qDim = c.Heads * hd, kvDim = c.KvHeads * hd, group = c.GroupSize;
+            int hd = c.HeadDim, qDim = c.Heads * hd, group = c.GroupSize;
             int t = job / c.KvHeads, kvh = job % c.KvHeads, positions = owner._tokenPos[t] + 1;
             var cache = owner._tokenCache[t]!;
             var q = owner._q.AsSpan(t * qDim + kvh * group * hd, group * hd);
             var scores = _scores[worker].AsSpan(0, group * positions);
-            AttentionKernel.Scores(q, group, hd, cache.KLayer(_layer), kvDim, kvh * hd, positions, MathF.Sqrt(hd), scores, positions);
+            // This KV head's positions, one after another (KvCache.HeadStart).
+            bool f16 = cache.Type == KvCacheType.F16;
+            int head = cache.HeadStart(kvh), length = positions * hd;
+            if (f16) AttentionKernel.Scores(q, group, hd, cache.KLayer16(_layer).AsSpan(head, length), hd, 0, positions, MathF.Sqrt(hd), scores, positions);
+            else AttentionKernel.Scores(q, group, hd, cache.KLayer(_layer).AsSpan(head, length), hd, 0, positions, MathF.Sqrt(hd), scores, positions);
             // softmax, then · values: the weights exponentiated in one pass, the weighted sum divided by their total.
             Span<float> sums = stackalloc float[group];
             for (int g = 0; g < group; g++) sums[g] = Activations.ExpShifted(scores.Slice(g * positions, positions));
             var output = owner._attnOut.AsSpan(t * qDim + kvh * group * hd, group * hd);
-            AttentionKernel.WeightedSum(scores, positions, group, cache.VLayer(_layer), kvDim, kvh * hd, positions, hd, output);
+            if (f16) AttentionKernel.WeightedSum(scores, positions, group, cache.VLayer16(_layer).AsSpan(head, length), hd, 0, positions, hd, output);
+            else AttentionKernel.WeightedSum(scores, positions, group, cache.VLayer(_layer).AsSpan(head, length), hd, 0, positions, hd, output);
             for (int g = 0; g < group; g++) TensorPrimitives.Multiply(output.Slice(g * hd, hd), 1f / sums[g], output.Slice(g * hd, hd));
         }
     }

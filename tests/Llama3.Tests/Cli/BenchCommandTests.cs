@@ -59,6 +59,31 @@ public class BenchCommandTests
         Assert.Equal(expected, doc.RootElement.GetProperty("packed_matrices").GetInt32());
     }
 
+    [Theory]
+    [InlineData("f32", 4)]
+    [InlineData("f16", 2)]
+    public void The_cache_type_is_reported_with_its_size(string type, int bytesPerValue)
+    {
+        string tiny = SharedData.Path("models", "tiny", "tiny-Q8_0.gguf");
+        var r = CliRunner.Run("bench", "-m", tiny, "-p", "8", "-n", "2", "-r", "1", "--json", "--cache-type", type);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = JsonDocument.Parse(r.Stdout);
+        Assert.Equal(type, doc.RootElement.GetProperty("cache_type").GetString());
+        using var files = Llama3.Model.ModelFiles.Open(tiny);
+        var c = files.Config;
+        Assert.Equal(2L * c.Layers * 10 * c.KvHeads * c.HeadDim * bytesPerValue, doc.RootElement.GetProperty("kv_cache_bytes").GetInt64());
+        Assert.True(doc.RootElement.GetProperty("tg_tps").GetProperty("mean").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void An_unknown_cache_type_is_a_usage_error()
+    {
+        var r = CliRunner.Run("bench", "-m", Stories, "-p", "8", "-n", "2", "-r", "1", "--cache-type", "q4");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("q4", r.Stderr);
+        Assert.DoesNotContain("pp8", r.Stdout); // no test ran
+    }
+
     [Fact]
     public void ZeroGenTokensSkipTheDecodeTest()
     {
