@@ -145,7 +145,10 @@ public static partial class AttentionKernel
             ref float k2 = ref Unsafe.Add(ref k1, kvStride);
             ref float k3 = ref Unsafe.Add(ref k2, kvStride);
             if (j + 20 <= positions) Prefetch(ref Unsafe.Add(ref k0, 16 * kvStride), kvStride, 4, hd);
-            for (int g = 0; g < group; g++)
+            int g = 0;
+            for (; g + 4 <= group; g += 4)
+                Scores4x4(ref Unsafe.Add(ref q, g * hd), hd, ref k0, ref k1, ref k2, ref k3, vscale, ref Unsafe.Add(ref s, g * scoresStride + j), scoresStride);
+            for (; g < group; g++)
             {
                 ref float qg = ref Unsafe.Add(ref q, g * hd);
                 Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -172,6 +175,44 @@ public static partial class AttentionKernel
                 Unsafe.Add(ref s, g * scoresStride + j) = Vector512.Sum(a) / scale;
             }
         }
+    }
+
+    // Four query heads against four keys: the 16 dot products in flight together, each key chunk loaded once for the
+    // four heads (one head at a time left each head's four chains of hd / 16 dependent multiply-adds to run one after
+    // another: 2.7 ns a score against 1.3, head size 64, one core, measured side by side). Each score is the same chain as
+    // one head's.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scores4x4(ref float q0, int hd, ref float k0, ref float k1, ref float k2, ref float k3, Vector128<float> vscale,
+        ref float s, int scoresStride)
+    {
+        ref float q1 = ref Unsafe.Add(ref q0, hd);
+        ref float q2 = ref Unsafe.Add(ref q1, hd);
+        ref float q3 = ref Unsafe.Add(ref q2, hd);
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        for (int c = 0; c < hd; c += 16)
+        {
+            var x0 = Vector512.LoadUnsafe(ref k0, (nuint)c);
+            var x1 = Vector512.LoadUnsafe(ref k1, (nuint)c);
+            var x2 = Vector512.LoadUnsafe(ref k2, (nuint)c);
+            var x3 = Vector512.LoadUnsafe(ref k3, (nuint)c);
+            var qv = Vector512.LoadUnsafe(ref q0, (nuint)c);
+            a00 = Vector512.FusedMultiplyAdd(qv, x0, a00); a01 = Vector512.FusedMultiplyAdd(qv, x1, a01);
+            a02 = Vector512.FusedMultiplyAdd(qv, x2, a02); a03 = Vector512.FusedMultiplyAdd(qv, x3, a03);
+            qv = Vector512.LoadUnsafe(ref q1, (nuint)c);
+            a10 = Vector512.FusedMultiplyAdd(qv, x0, a10); a11 = Vector512.FusedMultiplyAdd(qv, x1, a11);
+            a12 = Vector512.FusedMultiplyAdd(qv, x2, a12); a13 = Vector512.FusedMultiplyAdd(qv, x3, a13);
+            qv = Vector512.LoadUnsafe(ref q2, (nuint)c);
+            a20 = Vector512.FusedMultiplyAdd(qv, x0, a20); a21 = Vector512.FusedMultiplyAdd(qv, x1, a21);
+            a22 = Vector512.FusedMultiplyAdd(qv, x2, a22); a23 = Vector512.FusedMultiplyAdd(qv, x3, a23);
+            qv = Vector512.LoadUnsafe(ref q3, (nuint)c);
+            a30 = Vector512.FusedMultiplyAdd(qv, x0, a30); a31 = Vector512.FusedMultiplyAdd(qv, x1, a31);
+            a32 = Vector512.FusedMultiplyAdd(qv, x2, a32); a33 = Vector512.FusedMultiplyAdd(qv, x3, a33);
+        }
+        (Sum4(a00, a01, a02, a03) / vscale).StoreUnsafe(ref s);
+        (Sum4(a10, a11, a12, a13) / vscale).StoreUnsafe(ref Unsafe.Add(ref s, scoresStride));
+        (Sum4(a20, a21, a22, a23) / vscale).StoreUnsafe(ref Unsafe.Add(ref s, 2 * scoresStride));
+        (Sum4(a30, a31, a32, a33) / vscale).StoreUnsafe(ref Unsafe.Add(ref s, 3 * scoresStride));
     }
 
     // This head's slice of cache rows 16 positions ahead: a head reads hd floats out of every kvStride, a stride the

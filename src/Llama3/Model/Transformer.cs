@@ -375,8 +375,7 @@ public sealed unsafe class Transformer : IDisposable
         // KV head's keys and values in place (repeat_kv without the copy); the mask is "only positions ≤ pos".
         int total = 0;
         for (int t = 0; t < n; t++) total = Math.Max(total, _tokenPos[t] + 1);
-        _attention.Prepare(l, total);
-        _pool.Run(_attention, n * _c.KvHeads);
+        _pool.Run(_attention, _attention.Prepare(l, n, total));
 
         // return self.wo(output)
         Linear(w.Wo, _attnOut, n, _xb);
@@ -513,47 +512,88 @@ public sealed unsafe class Transformer : IDisposable
     }
 
     /// <summary>
-    /// One (token, query head) of attention: scores = q · keysᵀ / sqrt(head_dim) over the positions up to the token's,
-    /// softmax, then the weighted sum of values; each query head reads its KV head's cache in place (repeat_kv without
-    /// the copy), and "only positions ≤ pos" is the causal mask.
+    /// One KV head of attention for a run of tokens: scores = q · keysᵀ / sqrt(head_dim) over the positions up to each
+    /// token's, softmax, then the weighted sum of values; the group of query heads that share the KV head reads its
+    /// cache in place (repeat_kv without the copy), and "only positions ≤ pos" is the causal mask. A prompt's tokens
+    /// go in tiles of several tokens, so a block of the cache is read once for all of them (AttentionKernel.Tokens.cs;
+    /// the same bits as one token at a time).
     /// </summary>
     private sealed class AttentionJob(Transformer owner) : IParallelJob
     {
-        private int _layer;
+        /// <summary>Most tokens in one tile; fewer where their scores would pass <see cref="TileScores"/> floats.</summary>
+        private const int TileTokens = 16;
+
+        /// <summary>Floats of scores one tile keeps (4 MiB): 16 tokens of 4 query heads up to 16,384 positions.</summary>
+        private const int TileScores = 1 << 20;
+
+        private int _layer, _n, _tile;
         private float[][] _scores = [];
 
-        public void Prepare(int layer, int positions)
+        /// <summary>Readies layer <paramref name="layer"/> for <paramref name="n"/> tokens seeing up to <paramref name="positions"/> positions; returns the job count.</summary>
+        public int Prepare(int layer, int n, int positions)
         {
+            int group = owner._c.GroupSize;
             _layer = layer;
-            int need = positions * owner._c.GroupSize;
+            _n = n;
+            _tile = Math.Clamp(TileScores / (group * positions), 1, Math.Min(TileTokens, n));
+            int tiles = (n + _tile - 1) / _tile;
+            int need = _tile * group * positions;
             if (_scores.Length != owner.Workers || _scores[0].Length < need)
             {
                 _scores = new float[owner.Workers][];
                 for (int w = 0; w < _scores.Length; w++) _scores[w] = new float[Math.Max(need, 1024)];
             }
+            return tiles * owner._c.KvHeads;
         }
 
-        // One (token, KV head): its group of query heads reads each cached key and value once.
+        // One (tile of tokens, KV head): each run of the tile's tokens that share a cache together.
         public void Execute(int job, int worker)
+        {
+            int kvHeads = owner._c.KvHeads, kvh = job % kvHeads, t0 = job / kvHeads * _tile;
+            int t1 = Math.Min(t0 + _tile, _n);
+            for (int t = t0; t < t1;)
+            {
+                var cache = owner._tokenCache[t]!;
+                int end = t + 1;
+                while (end < t1 && ReferenceEquals(owner._tokenCache[end], cache)) end++;
+                Run(t, end - t, kvh, cache, _scores[worker]);
+                t = end;
+            }
+        }
+
+        private void Run(int t0, int count, int kvh, KvCache cache, float[] scoreBuffer)
         {
             var c = owner._c;
             int hd = c.HeadDim, qDim = c.Heads * hd, group = c.GroupSize;
-            int t = job / c.KvHeads, kvh = job % c.KvHeads, positions = owner._tokenPos[t] + 1;
-            var cache = owner._tokenCache[t]!;
-            var q = owner._q.AsSpan(t * qDim + kvh * group * hd, group * hd);
-            var scores = _scores[worker].AsSpan(0, group * positions);
+            Span<int> positions = stackalloc int[count];
+            int most = 0;
+            for (int i = 0; i < count; i++) most = Math.Max(most, positions[i] = owner._tokenPos[t0 + i] + 1);
+            int tokenStride = group * most;
+            var scores = scoreBuffer.AsSpan(0, count * tokenStride);
             // This KV head's positions, one after another (KvCache.HeadStart).
-            bool f16 = cache.Type == KvCacheType.F16;
-            int head = cache.HeadStart(kvh), length = positions * hd;
-            if (f16) AttentionKernel.Scores(q, group, hd, cache.KLayer16(_layer).AsSpan(head, length), hd, 0, positions, MathF.Sqrt(hd), scores, positions);
-            else AttentionKernel.Scores(q, group, hd, cache.KLayer(_layer).AsSpan(head, length), hd, 0, positions, MathF.Sqrt(hd), scores, positions);
+            int head = cache.HeadStart(kvh), length = most * hd, at = t0 * qDim + kvh * group * hd;
+            var q = owner._q.AsSpan(at, (count - 1) * qDim + group * hd);
+            var output = owner._attnOut.AsSpan(at, (count - 1) * qDim + group * hd);
+            bool f16 = cache.Type == KvCacheType.F16, one = count == 1; // one token (decode): no tiles
+            if (f16 && one) AttentionKernel.Scores(q, group, hd, cache.KLayer16(_layer).AsSpan(head, length), hd, 0, most, MathF.Sqrt(hd), scores, most);
+            else if (one) AttentionKernel.Scores(q, group, hd, cache.KLayer(_layer).AsSpan(head, length), hd, 0, most, MathF.Sqrt(hd), scores, most);
+            else if (f16) AttentionKernel.Scores(q, qDim, positions, group, hd, cache.KLayer16(_layer).AsSpan(head, length), MathF.Sqrt(hd), scores, tokenStride, most);
+            else AttentionKernel.Scores(q, qDim, positions, group, hd, cache.KLayer(_layer).AsSpan(head, length), MathF.Sqrt(hd), scores, tokenStride, most);
             // softmax, then · values: the weights exponentiated in one pass, the weighted sum divided by their total.
-            Span<float> sums = stackalloc float[group];
-            for (int g = 0; g < group; g++) sums[g] = Activations.ExpShifted(scores.Slice(g * positions, positions));
-            var output = owner._attnOut.AsSpan(t * qDim + kvh * group * hd, group * hd);
-            if (f16) AttentionKernel.WeightedSum(scores, positions, group, cache.VLayer16(_layer).AsSpan(head, length), hd, 0, positions, hd, output);
-            else AttentionKernel.WeightedSum(scores, positions, group, cache.VLayer(_layer).AsSpan(head, length), hd, 0, positions, hd, output);
-            for (int g = 0; g < group; g++) TensorPrimitives.Multiply(output.Slice(g * hd, hd), 1f / sums[g], output.Slice(g * hd, hd));
+            Span<float> sums = stackalloc float[count * group];
+            for (int i = 0; i < count; i++)
+                for (int g = 0; g < group; g++)
+                    sums[i * group + g] = Activations.ExpShifted(scores.Slice(i * tokenStride + g * most, positions[i]));
+            if (f16 && one) AttentionKernel.WeightedSum(scores, most, group, cache.VLayer16(_layer).AsSpan(head, length), hd, 0, most, hd, output);
+            else if (one) AttentionKernel.WeightedSum(scores, most, group, cache.VLayer(_layer).AsSpan(head, length), hd, 0, most, hd, output);
+            else if (f16) AttentionKernel.WeightedSum(scores, tokenStride, most, positions, group, cache.VLayer16(_layer).AsSpan(head, length), hd, output, qDim);
+            else AttentionKernel.WeightedSum(scores, tokenStride, most, positions, group, cache.VLayer(_layer).AsSpan(head, length), hd, output, qDim);
+            for (int i = 0; i < count; i++)
+                for (int g = 0; g < group; g++)
+                {
+                    var o = output.Slice(i * qDim + g * hd, hd);
+                    TensorPrimitives.Multiply(o, 1f / sums[i * group + g], o);
+                }
         }
     }
 

@@ -102,6 +102,82 @@ public class AttentionKernelTests
         }
     }
 
+    /// <summary>
+    /// Prompt attention in tiles of tokens against one head's contiguous cache: every token's scores and weighted sums
+    /// have the bits of the one-token kernels over its own positions, for float and F16 caches, with the tokens'
+    /// positions ending inside, at and across the 64- and 32-position blocks.
+    /// </summary>
+    [Theory]
+    [InlineData(4, 64, new[] { 1, 2, 3, 63, 64, 65, 127, 128, 129, 200 })]
+    [InlineData(2, 128, new[] { 5, 31, 32, 33, 95, 96, 97 })]
+    [InlineData(3, 24, new[] { 1, 7, 40 })]
+    [InlineData(1, 64, new[] { 300 })]
+    public void Tiles_of_tokens_give_each_token_the_bits_of_its_own_call(int group, int hd, int[] positions)
+    {
+        var rng = new Random(group * 131 + hd + positions.Length);
+        int most = positions.Max(), tokens = positions.Length;
+        var keys = Enumerable.Range(0, most * hd).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
+        var values = Enumerable.Range(0, most * hd).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
+        Half[] keys16 = keys.Select(x => (Half)x).ToArray(), values16 = values.Select(x => (Half)x).ToArray();
+        int qStride = group * hd + 5; // the tokens' rows apart, as in the model's q
+        var q = Enumerable.Range(0, tokens * qStride).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
+        int scoresStride = most + 1, tokenStride = group * scoresStride + 3;
+        foreach (bool f16 in new[] { false, true })
+        {
+            var scores = new float[tokens * tokenStride];
+            if (f16) AttentionKernel.Scores(q, qStride, positions, group, hd, keys16, MathF.Sqrt(hd), scores, tokenStride, scoresStride);
+            else AttentionKernel.Scores(q, qStride, positions, group, hd, keys, MathF.Sqrt(hd), scores, tokenStride, scoresStride);
+            var weights = Enumerable.Range(0, tokens * tokenStride).Select(_ => rng.NextSingle()).ToArray();
+            var output = new float[tokens * qStride];
+            if (f16) AttentionKernel.WeightedSum(weights, tokenStride, scoresStride, positions, group, values16, hd, output, qStride);
+            else AttentionKernel.WeightedSum(weights, tokenStride, scoresStride, positions, group, values, hd, output, qStride);
+            for (int i = 0; i < tokens; i++)
+            {
+                int p = positions[i];
+                var one = new float[group * scoresStride];
+                var qi = q.AsSpan(i * qStride, group * hd);
+                if (f16) AttentionKernel.Scores(qi, group, hd, keys16, hd, 0, p, MathF.Sqrt(hd), one, scoresStride);
+                else AttentionKernel.Scores(qi, group, hd, keys, hd, 0, p, MathF.Sqrt(hd), one, scoresStride);
+                for (int g = 0; g < group; g++)
+                    AssertSameBits(one.AsSpan(g * scoresStride, p).ToArray(), scores.AsSpan(i * tokenStride + g * scoresStride, p).ToArray(),
+                        $"{(f16 ? "F16" : "float")} token {i} ({p} positions) head {g} scores");
+                var o = new float[group * hd];
+                var wi = weights.AsSpan(i * tokenStride);
+                if (f16) AttentionKernel.WeightedSum(wi, scoresStride, group, values16, hd, 0, p, hd, o);
+                else AttentionKernel.WeightedSum(wi, scoresStride, group, values, hd, 0, p, hd, o);
+                AssertSameBits(o, output.AsSpan(i * qStride, group * hd).ToArray(), $"{(f16 ? "F16" : "float")} token {i} ({p} positions) outputs");
+            }
+        }
+    }
+
+    /// <summary>Query heads taken four at a time give each head's scores alone, bit for bit (groups of 4, 5 and 8).</summary>
+    [Theory]
+    [InlineData(4, 64, 37)]
+    [InlineData(5, 128, 9)]
+    [InlineData(8, 64, 130)]
+    public void Heads_scored_together_give_each_heads_bits_alone(int group, int hd, int positions)
+    {
+        var rng = new Random(group + hd + positions);
+        var keys = Enumerable.Range(0, positions * hd).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
+        var q = Enumerable.Range(0, group * hd).Select(_ => rng.NextSingle() * 2 - 1).ToArray();
+        var together = new float[group * positions];
+        AttentionKernel.Scores(q, group, hd, keys, hd, 0, positions, MathF.Sqrt(hd), together, positions);
+        for (int g = 0; g < group; g++)
+        {
+            var alone = new float[positions];
+            AttentionKernel.Scores(q.AsSpan(g * hd, hd), 1, hd, keys, hd, 0, positions, MathF.Sqrt(hd), alone, positions);
+            AssertSameBits(alone, together.AsSpan(g * positions, positions).ToArray(), $"head {g} of {group}");
+        }
+    }
+
+    [Fact]
+    public void Tile_shape_errors_are_clear()
+    {
+        Assert.Throws<ArgumentException>(() => AttentionKernel.Scores(new float[16], 8, [2, 0], 1, 8, new float[16], 1, new float[8], 4, 2));
+        Assert.Throws<ArgumentException>(() => AttentionKernel.Scores(new float[16], 8, [2, 3], 1, 8, new float[16], 1, new float[8], 4, 3));
+        Assert.Throws<ArgumentException>(() => AttentionKernel.WeightedSum(new float[8], 4, 2, [1, 2], 1, new Half[16], 8, new float[12], 8));
+    }
+
     private static void AssertSameBits(float[] expected, float[] actual, string what)
     {
         for (int i = 0; i < expected.Length; i++)
