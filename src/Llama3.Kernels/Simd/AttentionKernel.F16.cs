@@ -44,17 +44,8 @@ public static partial class AttentionKernel
 
     /// <summary>The scalar twin of the F16 <see cref="Scores(ReadOnlySpan{float}, int, int, ReadOnlySpan{Half}, int, int, int, float, Span{float}, int)"/>.</summary>
     public static void ScoresScalar(ReadOnlySpan<float> q, int group, int hd, ReadOnlySpan<Half> keys, int kvStride, int kvOffset,
-        int positions, float scale, Span<float> scores, int scoresStride)
-    {
-        Check(q, group, hd, keys.Length, kvStride, kvOffset, positions, scores, scoresStride);
-        for (int j = 0; j < positions; j++)
-            for (int g = 0; g < group; g++)
-            {
-                float sum = 0;
-                for (int i = 0; i < hd; i++) sum += q[g * hd + i] * Widen(keys[j * kvStride + kvOffset + i]);
-                scores[g * scoresStride + j] = sum / scale;
-            }
-    }
+        int positions, float scale, Span<float> scores, int scoresStride) =>
+        ScoresScalar<Half, FromHalf>(q, group, hd, keys, kvStride, kvOffset, positions, scale, scores, scoresStride);
 
     /// <summary>
     /// <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, int, int, int, int, Span{float})"/>
@@ -81,22 +72,11 @@ public static partial class AttentionKernel
 
     /// <summary>The scalar twin of the F16 <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{Half}, int, int, int, int, Span{float})"/>.</summary>
     public static void WeightedSumScalar(ReadOnlySpan<float> scores, int scoresStride, int group, ReadOnlySpan<Half> values, int kvStride,
-        int kvOffset, int positions, int hd, Span<float> output)
-    {
-        Check(output, group, hd, values.Length, kvStride, kvOffset, positions, scores, scoresStride);
-        for (int g = 0; g < group; g++)
-            for (int i = 0; i < hd; i++)
-            {
-                float sum = 0;
-                for (int j = 0; j < positions; j++) sum += scores[g * scoresStride + j] * Widen(values[j * kvStride + kvOffset + i]);
-                output[g * hd + i] = sum;
-            }
-    }
+        int kvOffset, int positions, int hd, Span<float> output) =>
+        WeightedSumScalar<Half, FromHalf>(scores, scoresStride, group, values, kvStride, kvOffset, positions, hd, output);
 
     /// <summary>Positions per widened block: a multiple of 4 (see the file's comment).</summary>
     private static int BlockRows(int hd) => BlockFloats / hd / 4 * 4;
-
-    private static float Widen(Half h) => Float16.HalfToSingle(BitConverter.HalfToUInt16Bits(h));
 
     /// <summary>
     /// <paramref name="rows"/> rows of <paramref name="hd"/> halves, <paramref name="stride"/> apart from

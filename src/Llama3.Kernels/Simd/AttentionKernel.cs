@@ -55,14 +55,34 @@ public static partial class AttentionKernel
 
     /// <summary>The scalar twin of <see cref="Scores(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, int, int, int, float, Span{float}, int)"/>.</summary>
     public static void ScoresScalar(ReadOnlySpan<float> q, int group, int hd, ReadOnlySpan<float> keys, int kvStride, int kvOffset,
-        int positions, float scale, Span<float> scores, int scoresStride)
+        int positions, float scale, Span<float> scores, int scoresStride) =>
+        ScoresScalar<float, AsFloat>(q, group, hd, keys, kvStride, kvOffset, positions, scale, scores, scoresStride);
+
+    /// <summary>A cache value as a float: itself, or a half widened (<see cref="AttentionKernel"/>'s scalar twins take either).</summary>
+    private interface ICacheValue<T>
+    {
+        static abstract float Float(T value);
+    }
+
+    private struct AsFloat : ICacheValue<float>
+    {
+        public static float Float(float value) => value;
+    }
+
+    private struct FromHalf : ICacheValue<Half>
+    {
+        public static float Float(Half value) => Quant.Float16.HalfToSingle(BitConverter.HalfToUInt16Bits(value));
+    }
+
+    private static void ScoresScalar<T, TValue>(ReadOnlySpan<float> q, int group, int hd, ReadOnlySpan<T> keys, int kvStride, int kvOffset,
+        int positions, float scale, Span<float> scores, int scoresStride) where TValue : ICacheValue<T>
     {
         Check(q, group, hd, keys.Length, kvStride, kvOffset, positions, scores, scoresStride);
         for (int j = 0; j < positions; j++)
             for (int g = 0; g < group; g++)
             {
                 float sum = 0;
-                for (int i = 0; i < hd; i++) sum += q[g * hd + i] * keys[j * kvStride + kvOffset + i];
+                for (int i = 0; i < hd; i++) sum += q[g * hd + i] * TValue.Float(keys[j * kvStride + kvOffset + i]);
                 scores[g * scoresStride + j] = sum / scale;
             }
     }
@@ -117,14 +137,18 @@ public static partial class AttentionKernel
 
     /// <summary>The scalar twin of <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, int, int, int, int, Span{float})"/>.</summary>
     public static void WeightedSumScalar(ReadOnlySpan<float> scores, int scoresStride, int group, ReadOnlySpan<float> values, int kvStride,
-        int kvOffset, int positions, int hd, Span<float> output)
+        int kvOffset, int positions, int hd, Span<float> output) =>
+        WeightedSumScalar<float, AsFloat>(scores, scoresStride, group, values, kvStride, kvOffset, positions, hd, output);
+
+    private static void WeightedSumScalar<T, TValue>(ReadOnlySpan<float> scores, int scoresStride, int group, ReadOnlySpan<T> values, int kvStride,
+        int kvOffset, int positions, int hd, Span<float> output) where TValue : ICacheValue<T>
     {
         Check(output, group, hd, values.Length, kvStride, kvOffset, positions, scores, scoresStride);
         for (int g = 0; g < group; g++)
             for (int i = 0; i < hd; i++)
             {
                 float sum = 0;
-                for (int j = 0; j < positions; j++) sum += scores[g * scoresStride + j] * values[j * kvStride + kvOffset + i];
+                for (int j = 0; j < positions; j++) sum += scores[g * scoresStride + j] * TValue.Float(values[j * kvStride + kvOffset + i]);
                 output[g * hd + i] = sum;
             }
     }
