@@ -8,7 +8,8 @@ using static Llama3.Kernels.Simd.QuantDotHelpers;
 namespace Llama3.Kernels.Simd;
 
 // Attention over an F16 cache (llama.cpp's default cache type): the keys and values of a block of positions are
-// widened exactly (HalfToSingle) into a float block that stays in L1, then the float kernels run on the block. The
+// widened exactly (HalfToSingle) into a float block that stays in L1, then the float kernels run on the block (the
+// blocks are AttentionKernel.Tokens.cs's; one token is a tile of one). The
 // float kernels' results do not depend on the blocking (each score is its own dot product, with blocks a multiple of
 // the 4 positions Scores512 takes together; the weighted sums continue their accumulators from block to block), so an
 // F16 cache gives, bit for bit, what a float cache holding the same rounded keys and values gives. Widening each half
@@ -27,19 +28,7 @@ public static partial class AttentionKernel
         int positions, float scale, Span<float> scores, int scoresStride)
     {
         Check(q, group, hd, keys.Length, kvStride, kvOffset, positions, scores, scoresStride);
-        if (!Vector256.IsHardwareAccelerated || hd % 8 != 0 || hd > BlockFloats / 4)
-        {
-            ScoresScalar(q, group, hd, keys, kvStride, kvOffset, positions, scale, scores, scoresStride);
-            return;
-        }
-        Span<float> block = stackalloc float[BlockFloats];
-        int rows = BlockRows(hd);
-        for (int j0 = 0; j0 < positions; j0 += rows)
-        {
-            int m = Math.Min(rows, positions - j0);
-            WidenRows(keys, j0 * kvStride + kvOffset, kvStride, m, hd, block);
-            Scores(q, group, hd, block, hd, 0, m, scale, scores[j0..], scoresStride);
-        }
+        ScoresTokens(q, group * hd, [positions], group, hd, [], keys, kvStride, kvOffset, scale, scores, (group - 1) * scoresStride + positions, scoresStride);
     }
 
     /// <summary>The scalar twin of the F16 <see cref="Scores(ReadOnlySpan{float}, int, int, ReadOnlySpan{Half}, int, int, int, float, Span{float}, int)"/>.</summary>
@@ -55,19 +44,8 @@ public static partial class AttentionKernel
         int kvOffset, int positions, int hd, Span<float> output)
     {
         Check(output, group, hd, values.Length, kvStride, kvOffset, positions, scores, scoresStride);
-        if (!Vector256.IsHardwareAccelerated || hd % 8 != 0 || hd > 256)
-        {
-            WeightedSumScalar(scores, scoresStride, group, values, kvStride, kvOffset, positions, hd, output);
-            return;
-        }
-        Span<float> block = stackalloc float[BlockFloats];
-        int rows = BlockRows(hd);
-        for (int j0 = 0; j0 < positions; j0 += rows)
-        {
-            int m = Math.Min(rows, positions - j0);
-            WidenRows(values, j0 * kvStride + kvOffset, kvStride, m, hd, block);
-            WeightedSumVector(scores[j0..], scoresStride, group, block, hd, 0, m, hd, output, accumulate: j0 > 0);
-        }
+        WeightedSumTokens(scores, (group - 1) * scoresStride + positions, scoresStride, [positions], group, [], values, kvStride, kvOffset, hd,
+            output, group * hd);
     }
 
     /// <summary>The scalar twin of the F16 <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{Half}, int, int, int, int, Span{float})"/>.</summary>

@@ -17,12 +17,12 @@ public static partial class AttentionKernel
     /// </summary>
     public static void Scores(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<int> positions, int group, int hd, ReadOnlySpan<float> keys,
         float scale, Span<float> scores, int tokenStride, int scoresStride) =>
-        ScoresTokens(q, qStride, positions, group, hd, keys, [], scale, scores, tokenStride, scoresStride);
+        ScoresTokens(q, qStride, positions, group, hd, keys, [], hd, 0, scale, scores, tokenStride, scoresStride);
 
     /// <summary>The F16-cache twin of <see cref="Scores(ReadOnlySpan{float}, int, ReadOnlySpan{int}, int, int, ReadOnlySpan{float}, float, Span{float}, int, int)"/>.</summary>
     public static void Scores(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<int> positions, int group, int hd, ReadOnlySpan<Half> keys,
         float scale, Span<float> scores, int tokenStride, int scoresStride) =>
-        ScoresTokens(q, qStride, positions, group, hd, [], keys, scale, scores, tokenStride, scoresStride);
+        ScoresTokens(q, qStride, positions, group, hd, [], keys, hd, 0, scale, scores, tokenStride, scoresStride);
 
     /// <summary>
     /// <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, int, int, int, int, Span{float})"/>
@@ -31,79 +31,72 @@ public static partial class AttentionKernel
     /// </summary>
     public static void WeightedSum(ReadOnlySpan<float> scores, int tokenStride, int scoresStride, ReadOnlySpan<int> positions, int group,
         ReadOnlySpan<float> values, int hd, Span<float> output, int outputStride) =>
-        WeightedSumTokens(scores, tokenStride, scoresStride, positions, group, values, [], hd, output, outputStride);
+        WeightedSumTokens(scores, tokenStride, scoresStride, positions, group, values, [], hd, 0, hd, output, outputStride);
 
     /// <summary>The F16-cache twin of <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{int}, int, ReadOnlySpan{float}, int, Span{float}, int)"/>.</summary>
     public static void WeightedSum(ReadOnlySpan<float> scores, int tokenStride, int scoresStride, ReadOnlySpan<int> positions, int group,
         ReadOnlySpan<Half> values, int hd, Span<float> output, int outputStride) =>
-        WeightedSumTokens(scores, tokenStride, scoresStride, positions, group, [], values, hd, output, outputStride);
+        WeightedSumTokens(scores, tokenStride, scoresStride, positions, group, [], values, hd, 0, hd, output, outputStride);
 
+    // The tiles; keys (or keys16, for an F16 cache) are rows kvStride apart, this head's kvOffset into each.
     private static void ScoresTokens(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<int> positions, int group, int hd,
-        ReadOnlySpan<float> keys, ReadOnlySpan<Half> keys16, float scale, Span<float> scores, int tokenStride, int scoresStride)
+        ReadOnlySpan<float> keys, ReadOnlySpan<Half> keys16, int kvStride, int kvOffset, float scale, Span<float> scores, int tokenStride,
+        int scoresStride)
     {
         bool f16 = keys.IsEmpty;
-        int most = CheckTokens(q.Length, qStride, group * hd, positions, hd, f16 ? keys16.Length : keys.Length, scores.Length, tokenStride,
-            group, scoresStride);
-        if (!Vector256.IsHardwareAccelerated || hd % 8 != 0 || hd > BlockFloats / 4)
-        {
-            // No blocks: token by token (the kernels' scalar paths).
-            for (int i = 0; i < positions.Length; i++)
-            {
-                var qi = q.Slice(i * qStride, group * hd);
-                var si = scores[(i * tokenStride)..];
-                if (f16) Scores(qi, group, hd, keys16, hd, 0, positions[i], scale, si, scoresStride);
-                else Scores(qi, group, hd, keys, hd, 0, positions[i], scale, si, scoresStride);
-            }
-            return;
-        }
-        Span<float> widened = f16 ? stackalloc float[BlockFloats] : [];
-        int rows = BlockRows(hd);
+        int most = CheckTokens(q.Length, qStride, group * hd, positions, hd, f16 ? keys16.Length : keys.Length, kvStride, kvOffset,
+            scores.Length, tokenStride, group, scoresStride);
+        bool vector = Vector256.IsHardwareAccelerated && hd % 8 == 0 && hd <= BlockFloats / 4;
+        Span<float> widened = f16 && vector ? stackalloc float[BlockFloats] : [];
+        // Without vectors, one block of all the positions (the scalar twins; no widening).
+        int rows = vector ? BlockRows(hd) : most;
         for (int j0 = 0; j0 < most; j0 += rows)
         {
             int m = Math.Min(rows, most - j0);
-            ReadOnlySpan<float> block = keys.IsEmpty ? widened : keys.Slice(j0 * hd, m * hd);
-            if (f16) WidenRows(keys16, j0 * hd, hd, m, hd, widened);
+            if (f16 && vector) WidenRows(keys16, j0 * kvStride + kvOffset, kvStride, m, hd, widened);
             for (int i = 0; i < positions.Length; i++)
-                if (positions[i] > j0)
-                    Scores(q.Slice(i * qStride, group * hd), group, hd, block, hd, 0, Math.Min(m, positions[i] - j0), scale,
-                        scores[(i * tokenStride + j0)..], scoresStride);
+            {
+                if (positions[i] <= j0) continue;
+                var qi = q.Slice(i * qStride, group * hd);
+                var si = scores[(i * tokenStride + j0)..];
+                int mi = Math.Min(m, positions[i] - j0);
+                if (f16 && vector) Scores(qi, group, hd, widened, hd, 0, mi, scale, si, scoresStride);
+                else if (f16) ScoresScalar<Half, FromHalf>(qi, group, hd, keys16, kvStride, kvOffset, mi, scale, si, scoresStride);
+                else Scores(qi, group, hd, keys[(j0 * kvStride)..], kvStride, kvOffset, mi, scale, si, scoresStride);
+            }
         }
     }
 
     private static void WeightedSumTokens(ReadOnlySpan<float> scores, int tokenStride, int scoresStride, ReadOnlySpan<int> positions, int group,
-        ReadOnlySpan<float> values, ReadOnlySpan<Half> values16, int hd, Span<float> output, int outputStride)
+        ReadOnlySpan<float> values, ReadOnlySpan<Half> values16, int kvStride, int kvOffset, int hd, Span<float> output, int outputStride)
     {
         bool f16 = values.IsEmpty;
-        int most = CheckTokens(output.Length, outputStride, group * hd, positions, hd, f16 ? values16.Length : values.Length, scores.Length,
-            tokenStride, group, scoresStride);
-        if (!Vector256.IsHardwareAccelerated || hd % 8 != 0 || hd > 256)
-        {
-            for (int i = 0; i < positions.Length; i++)
-            {
-                var si = scores[(i * tokenStride)..];
-                var oi = output.Slice(i * outputStride, group * hd);
-                if (f16) WeightedSum(si, scoresStride, group, values16, hd, 0, positions[i], hd, oi);
-                else WeightedSum(si, scoresStride, group, values, hd, 0, positions[i], hd, oi);
-            }
-            return;
-        }
-        Span<float> widened = f16 ? stackalloc float[BlockFloats] : [];
-        int rows = BlockRows(hd);
+        int most = CheckTokens(output.Length, outputStride, group * hd, positions, hd, f16 ? values16.Length : values.Length, kvStride, kvOffset,
+            scores.Length, tokenStride, group, scoresStride);
+        bool vector = Vector256.IsHardwareAccelerated && hd % 8 == 0 && hd <= 256;
+        Span<float> widened = f16 && vector ? stackalloc float[BlockFloats] : [];
+        int rows = vector ? BlockRows(hd) : most;
         for (int j0 = 0; j0 < most; j0 += rows)
         {
             int m = Math.Min(rows, most - j0);
-            ReadOnlySpan<float> block = values.IsEmpty ? widened : values.Slice(j0 * hd, m * hd);
-            if (f16) WidenRows(values16, j0 * hd, hd, m, hd, widened);
+            if (f16 && vector) WidenRows(values16, j0 * kvStride + kvOffset, kvStride, m, hd, widened);
             for (int i = 0; i < positions.Length; i++)
-                if (positions[i] > j0)
-                    WeightedSumVector(scores[(i * tokenStride + j0)..], scoresStride, group, block, hd, 0, Math.Min(m, positions[i] - j0), hd,
-                        output.Slice(i * outputStride, group * hd), accumulate: j0 > 0);
+            {
+                if (positions[i] <= j0) continue;
+                var si = scores[(i * tokenStride + j0)..];
+                var oi = output.Slice(i * outputStride, group * hd);
+                int mi = Math.Min(m, positions[i] - j0);
+                if (f16 && vector) WeightedSumVector(si, scoresStride, group, widened, hd, 0, mi, hd, oi, accumulate: j0 > 0);
+                else if (f16) WeightedSumScalar<Half, FromHalf>(si, scoresStride, group, values16, kvStride, kvOffset, mi, hd, oi);
+                else if (vector) WeightedSumVector(si, scoresStride, group, values[(j0 * kvStride)..], kvStride, kvOffset, mi, hd, oi, accumulate: j0 > 0);
+                else WeightedSumScalar(si, scoresStride, group, values, kvStride, kvOffset, mi, hd, oi);
+            }
         }
     }
 
     /// <summary>The shapes of the several-token kernels; returns the most positions a token sees.</summary>
     private static int CheckTokens(int perTokenLength, int perTokenStride, int perToken, ReadOnlySpan<int> positions, int hd, int cacheLength,
-        int scoresLength, int tokenStride, int group, int scoresStride)
+        int kvStride, int kvOffset, int scoresLength, int tokenStride, int group, int scoresStride)
     {
         int most = 0;
         foreach (int p in positions)
@@ -113,11 +106,12 @@ public static partial class AttentionKernel
         }
         int tokens = positions.Length;
         if (tokens == 0) return 0;
-        if (group <= 0 || hd <= 0 || perTokenStride < perToken || scoresStride < most || tokenStride < (long)(group - 1) * scoresStride + most)
+        if (group <= 0 || hd <= 0 || kvOffset < 0 || kvOffset + hd > kvStride || perTokenStride < perToken || scoresStride < most
+            || tokenStride < (long)(group - 1) * scoresStride + most)
             throw new ArgumentException("inconsistent attention shapes");
         if (perTokenLength < (long)(tokens - 1) * perTokenStride + perToken)
             throw new ArgumentException("the query/output span is shorter than the tokens' rows");
-        if (cacheLength < (long)most * hd) throw new ArgumentException("the cache span is shorter than the positions");
+        if (cacheLength < (long)(most - 1) * kvStride + kvOffset + hd) throw new ArgumentException("the cache span is shorter than the positions");
         if (scoresLength < (long)(tokens - 1) * tokenStride + (long)(group - 1) * scoresStride + most)
             throw new ArgumentException("the scores span is too short");
         return most;
