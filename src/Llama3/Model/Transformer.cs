@@ -540,8 +540,10 @@ public sealed unsafe class Transformer : IDisposable
             int need = _tile * group * positions;
             if (_scores.Length != owner.Workers || _scores[0].Length < need)
             {
+                // Grown by doubling: decode asks for a few more floats every token.
+                int size = Math.Max(need, _scores.Length == owner.Workers ? 2 * _scores[0].Length : 1024);
                 _scores = new float[owner.Workers][];
-                for (int w = 0; w < _scores.Length; w++) _scores[w] = new float[Math.Max(need, 1024)];
+                for (int w = 0; w < _scores.Length; w++) _scores[w] = new float[size];
             }
             return tiles * owner._c.KvHeads;
         }
