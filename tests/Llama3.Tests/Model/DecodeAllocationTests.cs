@@ -2,7 +2,15 @@ using Llama3.Model;
 
 namespace Llama3.Tests.Model;
 
-/// <summary>Decode allocates nothing per token once warm: the attention scratch grows by doubling, not token by token.</summary>
+/// <summary>Tests that count the process's allocations, so that nothing else runs beside them.</summary>
+[CollectionDefinition(nameof(AllocationCounting), DisableParallelization = true)]
+public class AllocationCounting;
+
+/// <summary>
+/// Decode allocates nothing per token once warm: the attention scratch grows by doubling, not token by token. The
+/// workers allocate too, so the count is the process's, with no other test running.
+/// </summary>
+[Collection(nameof(AllocationCounting))]
 public class DecodeAllocationTests
 {
     [Theory]
