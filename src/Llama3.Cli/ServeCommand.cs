@@ -62,7 +62,7 @@ internal static class ServeCommand
             await server.StartAsync(ct);
             long kv = p.GetValue(parallel) * KvCache.BytesFor(files.Config, context, transformer.CacheType);
             Console.Error.WriteLine($"llama3: serving {id} on {server.Address} ({p.GetValue(parallel)} slots of {context} positions, " +
-                                    $"KV cache up to {kv / (1 << 20)} MiB; Ctrl+C stops)");
+                                    $"KV cache {transformer.CacheType.ToString().ToLowerInvariant()} up to {kv / (1 << 20)} MiB; Ctrl+C stops)");
             try { await server.WaitForShutdownAsync(ct); }
             catch (OperationCanceledException) { }
             return 0;
