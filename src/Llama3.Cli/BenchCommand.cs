@@ -116,7 +116,7 @@ internal static class BenchCommand
                 ["repetitions"] = nReps,
                 ["packed_matrices"] = files.Tensors.Values.Count(transformer.IsPacked),
                 ["cache_type"] = transformer.CacheType.ToString().ToLowerInvariant(),
-                ["kv_cache_bytes"] = KvCache.BytesFor(c, Math.Max(1, nPrompt + nGen), transformer.CacheType),
+                ["kv_cache_bytes"] = run.CacheBytes,
                 ["model_bytes"] = weights.Total,
                 ["params"] = weights.Parameters,
                 ["bandwidth_buffer_bytes"] = bandwidth.Bytes,
@@ -154,6 +154,9 @@ internal static class BenchCommand
             _cache = t.CreateCache(Math.Max(1, nPrompt + nGen));
             _logits = new float[vocab];
         }
+
+        /// <summary>Bytes of the cache the runs fill.</summary>
+        public long CacheBytes => _cache.Bytes;
 
         public void Once(int gen, out double promptSeconds, out double genSeconds)
         {

@@ -28,7 +28,7 @@ public static partial class AttentionKernel
         int positions, float scale, Span<float> scores, int scoresStride)
     {
         Check(q, group, hd, keys.Length, kvStride, kvOffset, positions, scores, scoresStride);
-        ScoresTokens(q, group * hd, [positions], group, hd, [], keys, kvStride, kvOffset, scale, scores, (group - 1) * scoresStride + positions, scoresStride);
+        ScoresTokens(q, group * hd, [positions], group, hd, [], keys, f16: true, kvStride, kvOffset, scale, scores, (group - 1) * scoresStride + positions, scoresStride);
     }
 
     /// <summary>The scalar twin of the F16 <see cref="Scores(ReadOnlySpan{float}, int, int, ReadOnlySpan{Half}, int, int, int, float, Span{float}, int)"/>.</summary>
@@ -44,7 +44,7 @@ public static partial class AttentionKernel
         int kvOffset, int positions, int hd, Span<float> output)
     {
         Check(output, group, hd, values.Length, kvStride, kvOffset, positions, scores, scoresStride);
-        WeightedSumTokens(scores, (group - 1) * scoresStride + positions, scoresStride, [positions], group, [], values, kvStride, kvOffset, hd,
+        WeightedSumTokens(scores, (group - 1) * scoresStride + positions, scoresStride, [positions], group, [], values, f16: true, kvStride, kvOffset, hd,
             output, group * hd);
     }
 

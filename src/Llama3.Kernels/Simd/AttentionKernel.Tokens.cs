@@ -7,6 +7,7 @@ namespace Llama3.Kernels.Simd;
 // from memory once for all of them instead of once per token. Each token's scores and weighted sums are the float
 // kernels' on the blocks, which give the bits of one call over all its positions (see AttentionKernel.F16.cs), so a
 // token's attention has the same bits tiled or not. The cache rows of a head are contiguous here (stride head_dim).
+// A single token over a float cache (decode) skips the blocks: one call of the float kernels over all its positions.
 public static partial class AttentionKernel
 {
     /// <summary>
@@ -17,12 +18,12 @@ public static partial class AttentionKernel
     /// </summary>
     public static void Scores(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<int> positions, int group, int hd, ReadOnlySpan<float> keys,
         float scale, Span<float> scores, int tokenStride, int scoresStride) =>
-        ScoresTokens(q, qStride, positions, group, hd, keys, [], hd, 0, scale, scores, tokenStride, scoresStride);
+        ScoresTokens(q, qStride, positions, group, hd, keys, [], f16: false, hd, 0, scale, scores, tokenStride, scoresStride);
 
     /// <summary>The F16-cache twin of <see cref="Scores(ReadOnlySpan{float}, int, ReadOnlySpan{int}, int, int, ReadOnlySpan{float}, float, Span{float}, int, int)"/>.</summary>
     public static void Scores(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<int> positions, int group, int hd, ReadOnlySpan<Half> keys,
         float scale, Span<float> scores, int tokenStride, int scoresStride) =>
-        ScoresTokens(q, qStride, positions, group, hd, [], keys, hd, 0, scale, scores, tokenStride, scoresStride);
+        ScoresTokens(q, qStride, positions, group, hd, [], keys, f16: true, hd, 0, scale, scores, tokenStride, scoresStride);
 
     /// <summary>
     /// <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, int, int, int, int, Span{float})"/>
@@ -31,25 +32,24 @@ public static partial class AttentionKernel
     /// </summary>
     public static void WeightedSum(ReadOnlySpan<float> scores, int tokenStride, int scoresStride, ReadOnlySpan<int> positions, int group,
         ReadOnlySpan<float> values, int hd, Span<float> output, int outputStride) =>
-        WeightedSumTokens(scores, tokenStride, scoresStride, positions, group, values, [], hd, 0, hd, output, outputStride);
+        WeightedSumTokens(scores, tokenStride, scoresStride, positions, group, values, [], f16: false, hd, 0, hd, output, outputStride);
 
     /// <summary>The F16-cache twin of <see cref="WeightedSum(ReadOnlySpan{float}, int, int, ReadOnlySpan{int}, int, ReadOnlySpan{float}, int, Span{float}, int)"/>.</summary>
     public static void WeightedSum(ReadOnlySpan<float> scores, int tokenStride, int scoresStride, ReadOnlySpan<int> positions, int group,
         ReadOnlySpan<Half> values, int hd, Span<float> output, int outputStride) =>
-        WeightedSumTokens(scores, tokenStride, scoresStride, positions, group, [], values, hd, 0, hd, output, outputStride);
+        WeightedSumTokens(scores, tokenStride, scoresStride, positions, group, [], values, f16: true, hd, 0, hd, output, outputStride);
 
     // The tiles; keys (or keys16, for an F16 cache) are rows kvStride apart, this head's kvOffset into each.
     private static void ScoresTokens(ReadOnlySpan<float> q, int qStride, ReadOnlySpan<int> positions, int group, int hd,
-        ReadOnlySpan<float> keys, ReadOnlySpan<Half> keys16, int kvStride, int kvOffset, float scale, Span<float> scores, int tokenStride,
+        ReadOnlySpan<float> keys, ReadOnlySpan<Half> keys16, bool f16, int kvStride, int kvOffset, float scale, Span<float> scores, int tokenStride,
         int scoresStride)
     {
-        bool f16 = keys.IsEmpty;
         int most = CheckTokens(q.Length, qStride, group * hd, positions, hd, f16 ? keys16.Length : keys.Length, kvStride, kvOffset,
             scores.Length, tokenStride, group, scoresStride);
         bool vector = Vector256.IsHardwareAccelerated && hd % 8 == 0 && hd <= BlockFloats / 4;
         Span<float> widened = f16 && vector ? stackalloc float[BlockFloats] : [];
-        // Without vectors, one block of all the positions (the scalar twins; no widening).
-        int rows = vector ? BlockRows(hd) : most;
+        // Without vectors, and for one token over a float cache, one block of all the positions (nothing to share).
+        int rows = vector && (f16 || positions.Length > 1) ? BlockRows(hd) : most;
         for (int j0 = 0; j0 < most; j0 += rows)
         {
             int m = Math.Min(rows, most - j0);
@@ -68,14 +68,13 @@ public static partial class AttentionKernel
     }
 
     private static void WeightedSumTokens(ReadOnlySpan<float> scores, int tokenStride, int scoresStride, ReadOnlySpan<int> positions, int group,
-        ReadOnlySpan<float> values, ReadOnlySpan<Half> values16, int kvStride, int kvOffset, int hd, Span<float> output, int outputStride)
+        ReadOnlySpan<float> values, ReadOnlySpan<Half> values16, bool f16, int kvStride, int kvOffset, int hd, Span<float> output, int outputStride)
     {
-        bool f16 = values.IsEmpty;
         int most = CheckTokens(output.Length, outputStride, group * hd, positions, hd, f16 ? values16.Length : values.Length, kvStride, kvOffset,
             scores.Length, tokenStride, group, scoresStride);
         bool vector = Vector256.IsHardwareAccelerated && hd % 8 == 0 && hd <= 256;
         Span<float> widened = f16 && vector ? stackalloc float[BlockFloats] : [];
-        int rows = vector ? BlockRows(hd) : most;
+        int rows = vector && (f16 || positions.Length > 1) ? BlockRows(hd) : most;
         for (int j0 = 0; j0 < most; j0 += rows)
         {
             int m = Math.Min(rows, most - j0);

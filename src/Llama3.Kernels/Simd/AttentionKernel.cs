@@ -239,8 +239,9 @@ public static partial class AttentionKernel
         (Sum4(a30, a31, a32, a33) / vscale).StoreUnsafe(ref Unsafe.Add(ref s, 3 * scoresStride));
     }
 
-    // This head's slice of cache rows 16 positions ahead: a head reads hd floats out of every kvStride, a stride the
-    // hardware prefetcher follows poorly (measured: scores 20% faster at 4,096 positions).
+    // This head's cache rows 16 positions ahead. With the heads interleaved (hd floats out of every kvStride) it made
+    // scores 20% faster at 4,096 positions; with each head's rows contiguous (the model's cache now) it still does:
+    // 4.8-5.8 against 8.9-9.4 ms for a token's scores over 128 heads of 4,096 positions from memory, one core.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Prefetch(ref float row, int kvStride, int rows, int hd)
     {

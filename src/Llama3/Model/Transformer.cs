@@ -576,19 +576,15 @@ public sealed unsafe class Transformer : IDisposable
             int head = cache.HeadStart(kvh), length = most * hd, at = t0 * qDim + kvh * group * hd;
             var q = owner._q.AsSpan(at, (count - 1) * qDim + group * hd);
             var output = owner._attnOut.AsSpan(at, (count - 1) * qDim + group * hd);
-            bool f16 = cache.Type == KvCacheType.F16, one = count == 1; // one token (decode): no tiles
-            if (f16 && one) AttentionKernel.Scores(q, group, hd, cache.KLayer16(_layer).AsSpan(head, length), hd, 0, most, MathF.Sqrt(hd), scores, most);
-            else if (one) AttentionKernel.Scores(q, group, hd, cache.KLayer(_layer).AsSpan(head, length), hd, 0, most, MathF.Sqrt(hd), scores, most);
-            else if (f16) AttentionKernel.Scores(q, qDim, positions, group, hd, cache.KLayer16(_layer).AsSpan(head, length), MathF.Sqrt(hd), scores, tokenStride, most);
+            bool f16 = cache.Type == KvCacheType.F16;
+            if (f16) AttentionKernel.Scores(q, qDim, positions, group, hd, cache.KLayer16(_layer).AsSpan(head, length), MathF.Sqrt(hd), scores, tokenStride, most);
             else AttentionKernel.Scores(q, qDim, positions, group, hd, cache.KLayer(_layer).AsSpan(head, length), MathF.Sqrt(hd), scores, tokenStride, most);
             // softmax, then · values: the weights exponentiated in one pass, the weighted sum divided by their total.
             Span<float> sums = stackalloc float[count * group];
             for (int i = 0; i < count; i++)
                 for (int g = 0; g < group; g++)
                     sums[i * group + g] = Activations.ExpShifted(scores.Slice(i * tokenStride + g * most, positions[i]));
-            if (f16 && one) AttentionKernel.WeightedSum(scores, most, group, cache.VLayer16(_layer).AsSpan(head, length), hd, 0, most, hd, output);
-            else if (one) AttentionKernel.WeightedSum(scores, most, group, cache.VLayer(_layer).AsSpan(head, length), hd, 0, most, hd, output);
-            else if (f16) AttentionKernel.WeightedSum(scores, tokenStride, most, positions, group, cache.VLayer16(_layer).AsSpan(head, length), hd, output, qDim);
+            if (f16) AttentionKernel.WeightedSum(scores, tokenStride, most, positions, group, cache.VLayer16(_layer).AsSpan(head, length), hd, output, qDim);
             else AttentionKernel.WeightedSum(scores, tokenStride, most, positions, group, cache.VLayer(_layer).AsSpan(head, length), hd, output, qDim);
             for (int i = 0; i < count; i++)
                 for (int g = 0; g < group; g++)
